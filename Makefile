@@ -1,0 +1,75 @@
+# One entry point for people, .ci/run and the GitHub workflows.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+TOOLS := .venv-tools
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+# PostgreSQL for tests; override to run several suites side by side.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/titanic
+export PATH := $(PATH):$(CURDIR)/$(TOOLS)/bin
+
+.PHONY: help venv tools run test test-sqlite test-postgres postgres system-packages static lint schema migrations-check \
+        hadolint secrets-scan k8s-check tf-check smoke bench bench-smoke lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/base.txt -r requirements/dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## the project's virtualenv (.venv)
+
+$(TOOLS)/.installed: requirements/tools.txt
+	test -x $(TOOLS)/bin/python || python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements/tools.txt
+	touch $@
+
+tools: $(TOOLS)/.installed ## scanners and linters in their own virtualenv (.venv-tools)
+
+run: venv ## serve http://127.0.0.1:8000 on SQLite with the dataset loaded
+	DJANGO_DEBUG=1 $(MANAGE) migrate --noinput
+	DJANGO_DEBUG=1 $(MANAGE) loadcsv
+	DJANGO_DEBUG=1 $(MANAGE) runserver 127.0.0.1:8000
+
+postgres: ## start the local PostgreSQL if it is down
+	scripts/ensure-postgres
+
+system-packages: ## Debian packages the end-to-end tests use (chromium, podman, prometheus, wrk)
+	scripts/install-system-packages
+
+static: venv
+	DJANGO_SECRET_KEY=collectstatic $(MANAGE) collectstatic --noinput --verbosity 0
+
+test: venv tools postgres system-packages static ## the whole suite: SQLite pass, then PostgreSQL with coverage
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: venv static ## the app's tests on SQLite
+	DATABASE_URL=sqlite:///$(CURDIR)/.test-sqlite.db $(VENV)/bin/pytest -q -p no:cacheprovider passengers --no-cov
+
+test-postgres: venv static ## the whole suite on PostgreSQL, with coverage
+	DATABASE_URL=$(TEST_DATABASE_URL) $(VENV)/bin/pytest
+
+lint: venv ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+schema: venv ## validate the OpenAPI schema
+	DJANGO_DEBUG=1 $(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
+
+migrations-check: venv ## fail if models and migrations disagree
+	DJANGO_DEBUG=1 $(MANAGE) makemigrations --check --dry-run
+
+lock: ## recompile requirements/*.txt from the .in files
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links base.in -o base.txt
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links dev.in -o dev.txt
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links tools.in -o tools.txt
+
+clean: ## remove virtualenvs, databases and build output
+	rm -rf $(VENV) $(TOOLS) staticfiles db.sqlite3 .test-sqlite.db .coverage htmlcov

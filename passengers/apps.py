@@ -1,0 +1,20 @@
+import logging
+
+from django.apps import AppConfig
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class PassengersConfig(AppConfig):
+    name = "passengers"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from passengers import signals  # noqa: F401  (connects the dataset-version receivers)
+
+        if settings.TITANIC_ANONYMOUS_WRITES:
+            logger.warning(
+                "TITANIC_ANONYMOUS_WRITES is on: anyone who can reach this service can create, "
+                "change and delete passengers. Use it only on a trusted network."
+            )

@@ -1,0 +1,71 @@
+import uuid
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+AGE_MAX = 150
+
+
+class Passenger(models.Model):
+    class PassengerClass(models.IntegerChoices):
+        FIRST = 1, "1st"
+        SECOND = 2, "2nd"
+        THIRD = 3, "3rd"
+
+    class Sex(models.TextChoices):
+        MALE = "male"
+        FEMALE = "female"
+        OTHER = "other"
+
+    uuid = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    survived = models.BooleanField()
+    passenger_class = models.PositiveSmallIntegerField(choices=PassengerClass.choices)
+    name = models.CharField(max_length=200)
+    sex = models.CharField(max_length=6, choices=Sex.choices)
+    age = models.FloatField(validators=[MinValueValidator(0), MaxValueValidator(AGE_MAX)])
+    siblings_or_spouses_aboard = models.PositiveSmallIntegerField()
+    parents_or_children_aboard = models.PositiveSmallIntegerField()
+    fare = models.FloatField(validators=[MinValueValidator(0)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "uuid"]
+        constraints = [
+            models.CheckConstraint(condition=Q(passenger_class__in=[1, 2, 3]), name="passenger_class_1_to_3"),
+            models.CheckConstraint(condition=Q(sex__in=["male", "female", "other"]), name="passenger_sex_known"),
+            models.CheckConstraint(condition=Q(age__gte=0, age__lte=AGE_MAX), name="passenger_age_0_to_150"),
+            models.CheckConstraint(condition=Q(siblings_or_spouses_aboard__gte=0), name="passenger_siblings_not_negative"),
+            models.CheckConstraint(condition=Q(parents_or_children_aboard__gte=0), name="passenger_parents_not_negative"),
+            models.CheckConstraint(condition=Q(fare__gte=0), name="passenger_fare_not_negative"),
+            models.CheckConstraint(condition=~Q(name=""), name="passenger_name_not_empty"),
+        ]
+        indexes = [
+            models.Index(fields=["passenger_class", "survived"]),
+            models.Index(fields=["sex"]),
+            models.Index(fields=["age"]),
+            models.Index(fields=["fare"]),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class DatasetVersion(models.Model):
+    """One row whose counter goes up in the same transaction as every passenger write.
+
+    Cached responses are keyed by it, so a write is visible to the next read from any worker
+    or pod that shares the database.
+    """
+
+    version = models.BigIntegerField(default=0)
+
+    @classmethod
+    def current(cls):
+        return cls.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+
+    @classmethod
+    def bump(cls):
+        if not cls.objects.filter(pk=1).update(version=F("version") + 1):
+            cls.objects.get_or_create(pk=1, defaults={"version": 1})

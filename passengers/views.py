@@ -1,0 +1,125 @@
+import hashlib
+
+from django.core.cache import cache
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+
+from passengers.filters import PassengerFilter
+from passengers.models import DatasetVersion, Passenger
+from passengers.pagination import OptInLimitOffsetPagination
+from passengers.serializers import PERSON_FIELDS, PassengerSerializer, StatsSerializer, person
+from passengers.services import survival_stats
+
+LIST_CACHE_SECONDS = 300
+
+
+class WriteRateThrottle(SimpleRateThrottle):
+    """Limits writes per user (or per client address when anonymous writes are on); reads are free."""
+
+    scope = "write"
+
+    def get_cache_key(self, request, view):
+        if request.method in SAFE_METHODS:
+            return None
+        ident = request.user.pk if request.user.is_authenticated else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+ERRORS = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid data: the body names each bad field"),
+    401: OpenApiResponse(OpenApiTypes.OBJECT, description="No or invalid credentials"),
+    403: OpenApiResponse(OpenApiTypes.OBJECT, description="Authenticated, but without the passenger permission"),
+    404: OpenApiResponse(OpenApiTypes.OBJECT, description="No passenger with this uuid"),
+    413: OpenApiResponse(OpenApiTypes.OBJECT, description="Request body too large"),
+    415: OpenApiResponse(OpenApiTypes.OBJECT, description="Unsupported media type"),
+    429: OpenApiResponse(OpenApiTypes.OBJECT, description="Too many writes; see Retry-After"),
+}
+
+
+def _errors(*codes):
+    return {code: ERRORS[code] for code in codes}
+
+
+WRITE_ERRORS = (400, 401, 403, 413, 415, 429)
+UUID_PARAMETER = OpenApiParameter("uuid", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List passengers",
+        description="Every passenger, as a JSON array. With `?limit=` (and `offset=`) the response is a page "
+        "object instead. Filters, `search` and `ordering` narrow and sort the list.",
+        responses={200: PassengerSerializer(many=True), **_errors(400)},
+    ),
+    create=extend_schema(summary="Add a passenger", responses={201: PassengerSerializer, **_errors(*WRITE_ERRORS)}),
+    retrieve=extend_schema(
+        summary="Get a passenger", parameters=[UUID_PARAMETER], responses={200: PassengerSerializer, **_errors(404)}
+    ),
+    update=extend_schema(
+        summary="Replace a passenger's data",
+        parameters=[UUID_PARAMETER],
+        responses={200: PassengerSerializer, **_errors(*WRITE_ERRORS, 404)},
+    ),
+    partial_update=extend_schema(
+        summary="Change some of a passenger's data",
+        parameters=[UUID_PARAMETER],
+        responses={200: PassengerSerializer, **_errors(*WRITE_ERRORS, 404)},
+    ),
+    destroy=extend_schema(
+        summary="Delete a passenger",
+        parameters=[UUID_PARAMETER],
+        responses={204: None, **_errors(401, 403, 404, 429)},
+    ),
+)
+class PassengerViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = Passenger.objects.order_by("name", "uuid")
+    serializer_class = PassengerSerializer
+    filterset_class = PassengerFilter
+    pagination_class = OptInLimitOffsetPagination
+    throttle_classes = [WriteRateThrottle]
+    lookup_field = "uuid"
+
+    def list(self, request, *args, **kwargs):
+        """Serve JSON from a cache keyed by the dataset version, so writes show up on the next read."""
+        queryset = self.filter_queryset(self.get_queryset())  # validates the query: 400 before any caching
+        if not isinstance(request.accepted_renderer, JSONRenderer):
+            return self._list_response(queryset)
+        query = sorted(request.query_params.lists())
+        key = "people:%s:%s" % (DatasetVersion.current(), hashlib.sha256(repr(query).encode()).hexdigest())
+        body = cache.get(key)
+        if body is None:
+            response = self._list_response(queryset)
+            body = request.accepted_renderer.render(response.data, request.accepted_media_type)
+            cache.set(key, body, LIST_CACHE_SECONDS)
+        return HttpResponse(body, content_type="application/json")
+
+    def _list_response(self, queryset):
+        rows = queryset.values_list(*PERSON_FIELDS, named=True)
+        page = self.paginate_queryset(rows)
+        if page is not None:
+            return self.get_paginated_response([person(row) for row in page])
+        return Response([person(row) for row in rows])
+
+    @extend_schema(
+        summary="Survival statistics",
+        description="Counts and survival rates overall, by class, by sex and by 10-year age band. "
+        "Takes the same filters as the list.",
+        responses={200: StatsSerializer, **_errors(400)},
+    )
+    @action(detail=False, pagination_class=None)
+    def stats(self, request):
+        return Response(survival_stats(queryset=self.filter_queryset(self.get_queryset()).order_by()))

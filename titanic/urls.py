@@ -1,0 +1,27 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from passengers.views import PassengerViewSet
+from titanic.views import welcome
+
+router = SimpleRouter()
+router.trailing_slash = "/?"  # the contract's paths work with and without a trailing slash
+router.register("people", PassengerViewSet, basename="people")
+
+urlpatterns = [
+    path("", welcome, name="welcome"),
+    path("", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api-auth/", include("rest_framework.urls")),
+    path(settings.ADMIN_URL, admin.site.urls),
+]
+
+handler400 = "titanic.views.bad_request"
+handler403 = "titanic.views.permission_denied"
+handler404 = "titanic.views.not_found"
+handler500 = "titanic.views.server_error"

@@ -1,0 +1,52 @@
+from django.conf import settings
+from django.http import JsonResponse
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+
+
+@extend_schema(
+    summary="Welcome",
+    responses=inline_serializer(
+        "Welcome",
+        {
+            "message": serializers.CharField(),
+            "version": serializers.CharField(),
+            "people": serializers.URLField(),
+            "stats": serializers.URLField(),
+            "docs": serializers.URLField(),
+            "redoc": serializers.URLField(),
+            "schema": serializers.URLField(),
+        },
+    ),
+)
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def welcome(request):
+    return Response(
+        {
+            "message": "Welcome to the Titanic API",
+            "version": settings.TITANIC_VERSION,
+            "people": reverse("people-list", request=request),
+            "stats": reverse("people-stats", request=request),
+            "docs": reverse("swagger-ui", request=request),
+            "redoc": reverse("redoc", request=request),
+            "schema": reverse("schema", request=request),
+        }
+    )
+
+
+def _error_handler(status, detail):
+    def handler(request, exception=None):
+        return JsonResponse({"detail": detail}, status=status)
+
+    return handler
+
+
+bad_request = _error_handler(400, "Bad request.")
+permission_denied = _error_handler(403, "You do not have permission to perform this action.")
+not_found = _error_handler(404, "Not found.")
+server_error = _error_handler(500, "Internal server error.")
