@@ -66,6 +66,27 @@ schema: venv ## validate the OpenAPI schema
 migrations-check: venv ## fail if models and migrations disagree
 	DJANGO_DEBUG=1 $(MANAGE) makemigrations --check --dry-run
 
+hadolint: tools ## lint the Dockerfile
+	$(TOOLS)/bin/hadolint docker/Dockerfile
+
+secrets-scan: tools ## detect-secrets against the committed baseline
+	scripts/secrets-scan
+
+k8s-check: venv tools ## render, validate and policy-scan the Kustomize overlays
+	$(VENV)/bin/pytest --no-cov tests/test_kustomize.py
+
+tf-check: venv tools ## parse, check and policy-scan the Terraform
+	$(VENV)/bin/pytest --no-cov tests/test_terraform.py
+
+smoke: venv system-packages ## build the image with podman and smoke-test it against PostgreSQL
+	scripts/container-smoke
+
+bench: venv postgres system-packages ## benchmark the API under gunicorn with wrk (see docs/performance.md)
+	$(PY) scripts/bench
+
+bench-smoke: venv postgres system-packages ## a seconds-long run of the benchmark, to keep it working
+	$(PY) scripts/bench --smoke
+
 lock: ## recompile requirements/*.txt from the .in files
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links base.in -o base.txt
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links dev.in -o dev.txt
