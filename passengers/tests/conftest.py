@@ -1,0 +1,67 @@
+import pytest
+from django.contrib.auth.models import Permission, User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from passengers.tests.factories import PassengerFactory
+
+WRITE_PERMISSIONS = ["add_passenger", "change_passenger", "delete_passenger"]
+
+
+@pytest.fixture
+def client():
+    """An API client that, like most real clients, sends no Accept header preference beyond JSON."""
+    return APIClient()
+
+
+def _user(username, permissions=()):
+    user = User.objects.create_user(username=username, password="a-long-test-password")
+    user.user_permissions.set(Permission.objects.filter(codename__in=permissions))
+    return user
+
+
+@pytest.fixture
+def editor(db):
+    """A user holding add/change/delete passenger."""
+    return _user("editor", WRITE_PERMISSIONS)
+
+
+@pytest.fixture
+def reader(db):
+    """An authenticated user without any passenger permission."""
+    return _user("reader")
+
+
+@pytest.fixture
+def editor_client(editor):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=editor).key}")
+    return client
+
+
+@pytest.fixture
+def reader_client(reader):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=reader).key}")
+    return client
+
+
+@pytest.fixture
+def passenger(db):
+    return PassengerFactory(name="Mr. Owen Harris Braund", survived=False, passenger_class=3, sex="male", age=22,
+                            siblings_or_spouses_aboard=1, fare=7.25)
+
+
+@pytest.fixture
+def person_data():
+    """Valid PersonData, as the contract's example."""
+    return {
+        "survived": True,
+        "passengerClass": 3,
+        "name": "Mr. Owen Harris Braund",
+        "sex": "male",
+        "age": 22,
+        "siblingsOrSpousesAboard": 1,
+        "parentsOrChildrenAboard": 0,
+        "fare": 7.25,
+    }
