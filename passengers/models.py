@@ -36,8 +36,12 @@ class Passenger(models.Model):
             models.CheckConstraint(condition=Q(passenger_class__in=[1, 2, 3]), name="passenger_class_1_to_3"),
             models.CheckConstraint(condition=Q(sex__in=["male", "female", "other"]), name="passenger_sex_known"),
             models.CheckConstraint(condition=Q(age__gte=0, age__lte=AGE_MAX), name="passenger_age_0_to_150"),
-            models.CheckConstraint(condition=Q(siblings_or_spouses_aboard__gte=0), name="passenger_siblings_not_negative"),
-            models.CheckConstraint(condition=Q(parents_or_children_aboard__gte=0), name="passenger_parents_not_negative"),
+            models.CheckConstraint(
+                condition=Q(siblings_or_spouses_aboard__gte=0), name="passenger_siblings_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(parents_or_children_aboard__gte=0), name="passenger_parents_not_negative"
+            ),
             models.CheckConstraint(condition=Q(fare__gte=0), name="passenger_fare_not_negative"),
             models.CheckConstraint(condition=~Q(name=""), name="passenger_name_not_empty"),
         ]
@@ -60,6 +64,9 @@ class DatasetVersion(models.Model):
     """
 
     version = models.BigIntegerField(default=0)
+
+    def __str__(self):
+        return f"dataset version {self.version}"
 
     @classmethod
     def current(cls):

@@ -99,7 +99,7 @@ class PassengerViewSet(
         if not isinstance(request.accepted_renderer, JSONRenderer):
             return self._list_response(queryset)
         query = sorted(request.query_params.lists())
-        key = "people:%s:%s" % (DatasetVersion.current(), hashlib.sha256(repr(query).encode()).hexdigest())
+        key = f"people:{DatasetVersion.current()}:{hashlib.sha256(repr(query).encode()).hexdigest()}"
         body = cache.get(key)
         if body is None:
             response = self._list_response(queryset)

@@ -40,6 +40,14 @@ class Command(BaseCommand):
             f"{'Dry run: would load' if dry_run else 'Loaded'} {path}: {result.rows} rows, "
             f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged"
         )
-        logger.info(summary, extra={"rows": result.rows, "created": result.created, "updated": result.updated,
-                                    "unchanged": result.unchanged, "dry_run": dry_run})
+        logger.info(
+            summary,
+            extra={
+                "rows": result.rows,
+                "rows_created": result.created,
+                "rows_updated": result.updated,
+                "rows_unchanged": result.unchanged,
+                "dry_run": dry_run,
+            },
+        )
         self.stdout.write(summary)

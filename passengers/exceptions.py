@@ -1,0 +1,18 @@
+import logging
+
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger("passengers.auth")
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus a log line for every failed or missing authentication."""
+    if isinstance(exc, AuthenticationFailed | NotAuthenticated):
+        request = context["request"]
+        logger.warning(
+            "authentication failed: %s",
+            exc.detail,
+            extra={"method": request.method, "path": request.path, "client": request.META.get("REMOTE_ADDR")},
+        )
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,39 @@
+"""gunicorn settings for a 2-vCPU pod with a read-only root filesystem.
+
+Start with: gunicorn --config titanic/gunicorn.conf.py titanic.wsgi
+"""
+
+import os
+import shutil
+
+# Prometheus multiprocess mode: every worker writes its samples here and /metrics merges them.
+# Set before prometheus_client is imported: it picks its storage at import time.
+metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/prometheus-multiproc")
+
+from prometheus_client import multiprocess  # noqa: E402
+
+from titanic.logging import logging_config  # noqa: E402
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+worker_tmp_dir = "/dev/shm"
+timeout = 30
+# Must fit in the pod's terminationGracePeriodSeconds (35) after the preStop sleep (5).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
+keepalive = 5
+max_requests = 2000
+max_requests_jitter = 200
+control_socket_disable = True  # it would be written to the read-only working directory
+accesslog = None  # titanic.middleware.RequestLogMiddleware writes one line per request
+logconfig_dict = logging_config(os.environ.get("LOG_FORMAT", "text"), os.environ.get("LOG_LEVEL", "INFO"))
+
+
+def on_starting(server):
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir)
+
+
+def child_exit(server, worker):
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,46 @@
+"""Logging shared by Django and gunicorn: JSON lines (containers) or readable text (local)."""
+
+import contextvars
+import logging
+
+request_id_var = contextvars.ContextVar("request_id", default="-")
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps every record with the id of the request being served (or "-")."""
+
+    def filter(self, record):
+        record.request_id = request_id_var.get()
+        return True
+
+
+def logging_config(log_format="text", level="INFO"):
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+                "timestamp": False,
+            },
+            "text": {"format": "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s"},
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": log_format,
+                "filters": ["request_id"],
+            }
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            # Our request log replaces these per-request lines.
+            "django.server": {"level": "ERROR"},
+            "gunicorn.access": {"level": "ERROR"},
+            "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
+        },
+    }
