@@ -46,7 +46,9 @@ class StrictJSONTypes:
 
     def to_internal_value(self, data):
         from_form = isinstance(getattr(self.root, "initial_data", None), QueryDict)
-        if not from_form and (isinstance(data, bool) != (bool in self.json_types) or not isinstance(data, self.json_types)):
+        if not from_form and (
+            isinstance(data, bool) != (bool in self.json_types) or not isinstance(data, self.json_types)
+        ):
             self.fail("wrong_type", expected=self.expected)
         return super().to_internal_value(data)
 

@@ -48,8 +48,15 @@ def reader_client(reader):
 
 @pytest.fixture
 def passenger(db):
-    return PassengerFactory(name="Mr. Owen Harris Braund", survived=False, passenger_class=3, sex="male", age=22,
-                            siblings_or_spouses_aboard=1, fare=7.25)
+    return PassengerFactory(
+        name="Mr. Owen Harris Braund",
+        survived=False,
+        passenger_class=3,
+        sex="male",
+        age=22,
+        siblings_or_spouses_aboard=1,
+        fare=7.25,
+    )
 
 
 @pytest.fixture
