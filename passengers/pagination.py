@@ -15,6 +15,10 @@ class OptInLimitOffsetPagination(LimitOffsetPagination):
     def get_offset(self, request):
         return self._parameter(request, self.offset_query_param, minimum=0, maximum=self.max_offset) or 0
 
+    def get_paginated_response_schema(self, schema):
+        """Without ?limit= the response is the contract's plain array; with it, a page object."""
+        return {"oneOf": [schema, super().get_paginated_response_schema(schema)]}
+
     def _parameter(self, request, name, *, minimum, maximum):
         raw = request.query_params.get(name)
         if raw is None:

@@ -1,0 +1,572 @@
+"""The /people contract (product.md) and the additive features around it."""
+
+import json
+import uuid
+
+import pytest
+from django.test import override_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+from passengers.models import Passenger
+from passengers.tests.factories import PassengerFactory
+
+pytestmark = pytest.mark.django_db
+
+PERSON_TYPES = {
+    "uuid": str,
+    "survived": bool,
+    "passengerClass": int,
+    "name": str,
+    "sex": str,
+    "age": (int, float),
+    "siblingsOrSpousesAboard": int,
+    "parentsOrChildrenAboard": int,
+    "fare": float,
+}
+
+
+def body(response):
+    return json.loads(response.content)
+
+
+def snapshot():
+    return sorted(
+        Passenger.objects.values_list(*[f.attname for f in Passenger._meta.fields if f.attname != "updated_at"])
+    )
+
+
+def assert_person(data):
+    assert set(data) == set(PERSON_TYPES)
+    for name, types in PERSON_TYPES.items():
+        assert isinstance(data[name], types), name
+        assert not isinstance(data[name], bool) or name == "survived", name
+    uuid.UUID(data["uuid"])
+
+
+# --- the contract table ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/people", "/people/"])
+def test_list_returns_every_person_as_a_json_array(client, path):
+    PassengerFactory.create_batch(3)
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    data = body(response)
+    assert isinstance(data, list) and len(data) == 3
+    for item in data:
+        assert_person(item)
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_create_returns_201_with_the_created_person(editor_client, person_data, slash):
+    response = editor_client.post("/people" + slash, person_data, format="json")
+    assert response.status_code == 201
+    data = body(response)
+    assert_person(data)
+    assert {k: v for k, v in data.items() if k != "uuid"} == person_data
+    assert Passenger.objects.get(uuid=data["uuid"]).name == person_data["name"]
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_get_one_returns_the_person(client, passenger, slash):
+    response = client.get(f"/people/{passenger.uuid}{slash}")
+    assert response.status_code == 200
+    assert body(response) == {
+        "uuid": str(passenger.uuid),
+        "survived": False,
+        "passengerClass": 3,
+        "name": "Mr. Owen Harris Braund",
+        "sex": "male",
+        "age": 22,
+        "siblingsOrSpousesAboard": 1,
+        "parentsOrChildrenAboard": 0,
+        "fare": 7.25,
+    }
+
+
+def test_json_number_forms_match_the_contract(client):
+    """Integral ages render as integers, fractional ones as decimals; fare always has a fraction."""
+    baby = PassengerFactory(age=0.42, fare=263)
+    adult = PassengerFactory(age=22.0, fare=7.25)
+    assert b'"age":0.42' in client.get(f"/people/{baby.uuid}").content
+    assert b'"fare":263.0' in client.get(f"/people/{baby.uuid}").content
+    assert b'"age":22,' in client.get(f"/people/{adult.uuid}").content
+    listed = client.get("/people").content
+    assert b'"age":0.42' in listed and b'"fare":263.0' in listed and b'"age":22,' in listed
+    assert b'"survived":true' in listed or b'"survived":false' in listed
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_put_replaces_and_returns_the_person(editor_client, passenger, person_data, slash):
+    person_data.update(name="Mrs. Changed", age=30.5, sex="female")
+    response = editor_client.put(f"/people/{passenger.uuid}{slash}", person_data, format="json")
+    assert response.status_code == 200
+    assert body(response) == {"uuid": str(passenger.uuid), **person_data}
+    passenger.refresh_from_db()
+    assert (passenger.name, passenger.age, passenger.sex) == ("Mrs. Changed", 30.5, "female")
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_delete_returns_204_with_an_empty_body(editor_client, passenger, slash):
+    response = editor_client.delete(f"/people/{passenger.uuid}{slash}")
+    assert response.status_code == 204
+    assert response.content == b""
+    assert not Passenger.objects.filter(uuid=passenger.uuid).exists()
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete", "patch"])
+def test_unknown_uuid_is_404_with_a_json_body(editor_client, person_data, method):
+    data = person_data if method in ("put", "patch") else None
+    response = getattr(editor_client, method)(f"/people/{uuid.uuid4()}", data, format="json")
+    assert response.status_code == 404
+    assert body(response) == {"detail": "No Passenger matches the given query."}
+
+
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "123", "49dc24bd-906d-4497-bcfc-ecc8c309ecfcX", "%00", "' OR 1=1 --"])
+def test_malformed_uuid_is_404_never_500(editor_client, person_data, bad_id):
+    for method in ("get", "put", "delete"):
+        data = person_data if method == "put" else None
+        response = getattr(editor_client, method)(f"/people/{bad_id}", data, format="json")
+        assert response.status_code == 404
+        assert "detail" in body(response)
+
+
+def test_patch_changes_only_the_given_fields(editor_client, passenger):
+    response = editor_client.patch(f"/people/{passenger.uuid}", {"age": 23}, format="json")
+    assert response.status_code == 200
+    assert body(response)["age"] == 23 and body(response)["name"] == "Mr. Owen Harris Braund"
+
+
+def test_browser_gets_the_browsable_api_on_the_same_url(client, passenger):
+    response = client.get("/people", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert b"Mr. Owen Harris Braund" in response.content
+
+
+def test_json_is_the_default_for_any_other_client(client, passenger):
+    for accept in ["*/*", "application/json", ""]:
+        response = client.get("/people", HTTP_ACCEPT=accept) if accept else client.get("/people")
+        assert response["Content-Type"] == "application/json"
+
+
+def test_welcome(client):
+    data = body(client.get("/"))
+    assert data["message"] == "Welcome to the Titanic API"
+    assert data["version"] == "1.0.0"
+    assert data["docs"].endswith("/api/docs/") and data["people"].endswith("/people")
+
+
+# --- bad input: a clear 4xx naming the problem, and nothing changes --------------------------------
+
+BAD_FIELDS = [
+    ("survived", 1, "boolean"),
+    ("survived", "true", "boolean"),
+    ("survived", None, "null"),
+    ("passengerClass", 4, "valid choice"),
+    ("passengerClass", 0, "valid choice"),
+    ("passengerClass", "1", "integer"),
+    ("passengerClass", 1.5, "integer"),
+    ("passengerClass", True, "integer"),
+    ("name", "", "blank"),
+    ("name", "   ", "blank"),
+    ("name", 42, "string"),
+    ("name", "x" * 201, "200 characters"),
+    ("name", "nul\x00byte", "Null characters"),
+    ("sex", "unknown", "valid choice"),
+    ("sex", "Male", "valid choice"),
+    ("sex", ["male"], "string"),
+    ("age", -1, "greater than or equal to 0"),
+    ("age", 151, "less than or equal to 150"),
+    ("age", "22", "number"),
+    ("age", {"value": 22}, "number"),
+    ("siblingsOrSpousesAboard", -1, "greater than or equal to 0"),
+    ("siblingsOrSpousesAboard", 0.5, "integer"),
+    ("siblingsOrSpousesAboard", 10**6, "less than or equal to"),
+    ("parentsOrChildrenAboard", -2, "greater than or equal to 0"),
+    ("parentsOrChildrenAboard", "2", "integer"),
+    ("fare", -0.01, "greater than or equal to 0"),
+    ("fare", "7.25", "number"),
+    ("fare", 1e309, "not JSON compliant"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), BAD_FIELDS)
+def test_bad_field_is_400_naming_the_field_and_changes_nothing(
+    editor_client, passenger, person_data, field, value, message
+):
+    before = snapshot()
+    person_data[field] = value
+    payload = json.dumps(person_data, allow_nan=True)  # 1e309 travels as the literal Infinity
+    for method, path in [
+        ("post", "/people"),
+        ("put", f"/people/{passenger.uuid}"),
+        ("patch", f"/people/{passenger.uuid}"),
+    ]:
+        response = getattr(editor_client, method)(path, payload, content_type="application/json")
+        assert response.status_code == 400, (method, response.content)
+        errors = body(response)
+        assert field in errors or "detail" in errors, errors
+        assert message.lower() in json.dumps(errors).lower(), errors
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("field", list(PERSON_TYPES)[1:])
+def test_missing_field_is_400(editor_client, person_data, field):
+    del person_data[field]
+    response = editor_client.post("/people", person_data, format="json")
+    assert response.status_code == 400
+    assert body(response) == {field: ["This field is required."]}
+    assert Passenger.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{", b'{"name": }', b"[]", b'"just a string"', b"null", b"\xff\xfe", b'{"age": NaN}', b'{"fare": 1e999}', b""],
+)
+def test_malformed_json_is_400(editor_client, raw):
+    response = editor_client.generic("POST", "/people", raw, content_type="application/json")
+    assert response.status_code == 400
+    assert body(response)
+    assert Passenger.objects.count() == 0
+
+
+def test_unknown_fields_and_a_client_chosen_uuid_are_ignored(editor_client, person_data):
+    chosen = str(uuid.uuid4())
+    response = editor_client.post("/people", {**person_data, "uuid": chosen, "admin": True}, format="json")
+    assert response.status_code == 201
+    assert body(response)["uuid"] != chosen
+
+
+def test_oversized_body_is_413(editor_client, person_data):
+    person_data["name"] = "x" * 100_000
+    response = editor_client.post("/people", person_data, format="json")
+    assert response.status_code == 413
+    assert "too large" in body(response)["detail"]
+    assert Passenger.objects.count() == 0
+
+
+@pytest.mark.parametrize(("method", "path"), [("delete", "/people"), ("put", "/people"), ("post", "/people/stats")])
+def test_wrong_method_is_405(editor_client, method, path):
+    response = getattr(editor_client, method)(path)
+    assert response.status_code == 405
+    assert "not allowed" in body(response)["detail"]
+
+
+def test_post_to_a_person_is_405(editor_client, passenger, person_data):
+    response = editor_client.post(f"/people/{passenger.uuid}", person_data, format="json")
+    assert response.status_code == 405
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "text/csv"])
+def test_unsupported_media_type_is_415(editor_client, content_type):
+    response = editor_client.generic("POST", "/people", b"survived=true", content_type=content_type)
+    assert response.status_code == 415
+    assert "Unsupported media type" in body(response)["detail"]
+
+
+def test_unknown_path_is_a_json_404(client):
+    response = client.get("/no/such/thing")
+    assert response.status_code == 404
+    assert body(response) == {"detail": "Not found."}
+
+
+def test_invalid_content_length_is_400(editor_client):
+    response = editor_client.generic("POST", "/people", b"{}", content_type="application/json", CONTENT_LENGTH="abc")
+    assert response.status_code == 400
+
+
+def test_form_input_from_the_browsable_api_is_accepted(editor_client):
+    form = {"survived": "true", "passengerClass": "1", "name": "Miss. Form", "sex": "female", "age": "30",
+            "siblingsOrSpousesAboard": "0", "parentsOrChildrenAboard": "0", "fare": "10"}  # fmt: skip
+    response = editor_client.post("/people", form)  # multipart, as the HTML form sends
+    assert response.status_code == 201
+    assert body(response)["passengerClass"] == 1 and body(response)["fare"] == 10.0
+
+
+# --- authentication and permissions ----------------------------------------------------------------
+
+
+def test_reads_are_public(client, passenger):
+    assert client.get("/people").status_code == 200
+    assert client.get(f"/people/{passenger.uuid}").status_code == 200
+    assert client.get("/people/stats").status_code == 200
+
+
+def test_anonymous_writes_are_401_and_change_nothing(client, passenger, person_data):
+    before = snapshot()
+    for method, path in [
+        ("post", "/people"),
+        ("put", f"/people/{passenger.uuid}"),
+        ("patch", f"/people/{passenger.uuid}"),
+        ("delete", f"/people/{passenger.uuid}"),
+    ]:
+        response = getattr(client, method)(path, person_data, format="json")
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"] == "Token"
+        assert body(response) == {"detail": "Authentication credentials were not provided."}
+    assert snapshot() == before
+
+
+def test_a_bad_token_is_401(client, passenger):
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    response = client.delete(f"/people/{passenger.uuid}")
+    assert response.status_code == 401
+    assert body(response) == {"detail": "Invalid token."}
+    # reads with a bad token fail too: the client should know its token is wrong
+    assert client.get("/people").status_code == 401
+
+
+def test_authenticated_without_permission_is_403(reader_client, passenger, person_data):
+    before = snapshot()
+    assert reader_client.get("/people").status_code == 200
+    assert reader_client.post("/people", person_data, format="json").status_code == 403
+    assert reader_client.put(f"/people/{passenger.uuid}", person_data, format="json").status_code == 403
+    assert reader_client.delete(f"/people/{passenger.uuid}").status_code == 403
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("permission", "allowed"),
+    [("add_passenger", "post"), ("change_passenger", "put"), ("delete_passenger", "delete")],
+)
+def test_each_write_needs_its_own_permission(reader, passenger, person_data, permission, allowed):
+    from django.contrib.auth.models import Permission
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    reader.user_permissions.add(Permission.objects.get(codename=permission))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=reader).key}")
+    expected = {"post": 201, "put": 200, "delete": 204}
+    for method, path in [
+        ("post", "/people"),
+        ("put", f"/people/{passenger.uuid}"),
+        ("delete", f"/people/{passenger.uuid}"),
+    ]:
+        response = getattr(client, method)(path, person_data, format="json")
+        assert response.status_code == (expected[method] if method == allowed else 403), method
+
+
+def test_session_login_can_write_with_csrf(editor, person_data):
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(editor)
+    assert client.post("/people", person_data, format="json").status_code == 403  # no CSRF token
+    client.get("/api-auth/login/")
+    token = client.cookies["csrftoken"].value
+    assert client.post("/people", person_data, format="json", HTTP_X_CSRFTOKEN=token).status_code == 201
+
+
+@override_settings(TITANIC_ANONYMOUS_WRITES=True)
+def test_anonymous_writes_switch_opens_writes(client, person_data):
+    response = client.post("/people", person_data, format="json")
+    assert response.status_code == 201
+    person = body(response)["uuid"]
+    assert client.delete(f"/people/{person}").status_code == 204
+
+
+def test_anonymous_writes_switch_logs_a_warning_at_startup(caplog):
+    from django.apps import apps
+
+    with override_settings(TITANIC_ANONYMOUS_WRITES=True), caplog.at_level("WARNING"):
+        apps.get_app_config("passengers").ready()
+    assert "TITANIC_ANONYMOUS_WRITES is on" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        apps.get_app_config("passengers").ready()
+    assert "TITANIC_ANONYMOUS_WRITES" not in caplog.text
+
+
+def test_drf_create_token_command_gives_a_working_token(editor, person_data):
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    call_command("drf_create_token", "editor", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=editor).key}")
+    assert client.post("/people", person_data, format="json").status_code == 201
+
+
+def test_writes_are_throttled_with_retry_after(editor_client, person_data, monkeypatch):
+    from django.core.cache import cache
+
+    from passengers.views import WriteRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(WriteRateThrottle, "THROTTLE_RATES", {"write": "3/min"})
+    statuses = [editor_client.post("/people", person_data, format="json").status_code for _ in range(4)]
+    assert statuses == [201, 201, 201, 429]
+    response = editor_client.post("/people", person_data, format="json")
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert "throttled" in body(response)["detail"]
+    assert Passenger.objects.count() == 3
+    assert editor_client.get("/people").status_code == 200  # reads are not throttled
+    cache.clear()
+
+
+def test_throttle_rate_comes_from_the_environment():
+    assert SimpleRateThrottle.THROTTLE_RATES["write"] == "10000/min"  # set by the root conftest.py
+
+
+# --- filters, search, ordering, pagination ---------------------------------------------------------
+
+
+@pytest.fixture
+def crowd(db):
+    return [
+        PassengerFactory(name="Miss. Alpha", survived=True, passenger_class=1, sex="female", age=5, fare=100),
+        PassengerFactory(name="Mr. Beta", survived=False, passenger_class=3, sex="male", age=40, fare=7.5),
+        PassengerFactory(name="Mrs. Gamma", survived=True, passenger_class=2, sex="female", age=60.5, fare=20),
+        PassengerFactory(name="Mx. Delta", survived=False, passenger_class=1, sex="other", age=0.42, fare=0),
+    ]
+
+
+def names(response):
+    data = body(response)
+    return [p["name"] for p in (data["results"] if isinstance(data, dict) else data)]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("survived=true", ["Miss. Alpha", "Mrs. Gamma"]),
+        ("survived=false&passengerClass=1", ["Mx. Delta"]),
+        ("passengerClass=1&survived=true", ["Miss. Alpha"]),
+        ("sex=other", ["Mx. Delta"]),
+        ("ageMin=5&ageMax=40", ["Miss. Alpha", "Mr. Beta"]),
+        ("fareMin=7.5&fareMax=20", ["Mr. Beta", "Mrs. Gamma"]),
+        ("search=mrs", ["Mrs. Gamma"]),
+        ("search=A", ["Miss. Alpha", "Mr. Beta", "Mrs. Gamma", "Mx. Delta"]),
+        ("ordering=-age", ["Mrs. Gamma", "Mr. Beta", "Miss. Alpha", "Mx. Delta"]),
+        ("ordering=passengerClass,name", ["Miss. Alpha", "Mx. Delta", "Mrs. Gamma", "Mr. Beta"]),
+        ("unknownParameter=1", ["Miss. Alpha", "Mr. Beta", "Mrs. Gamma", "Mx. Delta"]),
+    ],
+)
+def test_filters_search_and_ordering(client, crowd, query, expected):
+    response = client.get(f"/people?{query}")
+    assert response.status_code == 200
+    assert names(response) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("survived=maybe", "survived"),
+        ("passengerClass=4", "passengerClass"),
+        ("sex=robot", "sex"),
+        ("ageMin=abc", "ageMin"),
+        ("fareMax=NaN", "fareMax"),
+        ("ageMax=1e999", "ageMax"),
+        ("ordering=password", "ordering"),
+        ("search=%00", "search"),
+        ("limit=0", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=5000", "limit"),
+        ("limit=2&offset=-1", "offset"),
+        ("limit=2&offset=99999999999999999999", "offset"),
+    ],
+)
+def test_bad_query_parameters_are_400_naming_the_parameter(client, crowd, query, field):
+    response = client.get(f"/people?{query}")
+    assert response.status_code == 400, response.content
+    assert field in body(response)
+    assert client.get(f"/people/stats?{query}").status_code in (200, 400)
+
+
+def test_pagination_is_opt_in(client, crowd):
+    assert isinstance(body(client.get("/people")), list)
+    page = body(client.get("/people?limit=2&offset=1"))
+    assert page["count"] == 4
+    assert [p["name"] for p in page["results"]] == ["Mr. Beta", "Mrs. Gamma"]
+    assert "offset=3" in page["next"] and page["previous"] is not None
+    last = body(client.get("/people?limit=2&offset=3"))
+    assert [p["name"] for p in last["results"]] == ["Mx. Delta"] and last["next"] is None
+    assert body(client.get("/people?limit=2&offset=10"))["results"] == []
+
+
+def test_pagination_combines_with_filters(client, crowd):
+    page = body(client.get("/people?survived=true&limit=1"))
+    assert page["count"] == 2 and [p["name"] for p in page["results"]] == ["Miss. Alpha"]
+
+
+# --- conditional GET and freshness -----------------------------------------------------------------
+
+
+def test_list_etag_and_304(client, crowd):
+    first = client.get("/people")
+    etag = first["ETag"]
+    assert etag
+    repeat = client.get("/people", HTTP_IF_NONE_MATCH=etag)
+    assert repeat.status_code == 304 and repeat.content == b""
+    assert client.get("/people?sex=male", HTTP_IF_NONE_MATCH=etag).status_code == 200
+
+
+def test_detail_etag_and_304(client, passenger):
+    etag = client.get(f"/people/{passenger.uuid}")["ETag"]
+    assert client.get(f"/people/{passenger.uuid}", HTTP_IF_NONE_MATCH=etag).status_code == 304
+    assert client.get(f"/people/{passenger.uuid}", HTTP_IF_NONE_MATCH='"other"').status_code == 200
+
+
+@pytest.mark.parametrize("write", ["post", "put", "patch", "delete", "orm"])
+def test_a_write_changes_the_list_and_its_etag_at_once(client, editor_client, crowd, person_data, write):
+    before = client.get("/people")
+    target = f"/people/{crowd[0].uuid}"
+    if write == "post":
+        editor_client.post("/people", person_data, format="json")
+    elif write == "put":
+        editor_client.put(target, person_data, format="json")
+    elif write == "patch":
+        editor_client.patch(target, {"fare": 1.5}, format="json")
+    elif write == "delete":
+        editor_client.delete(target)
+    else:  # the admin and loadcsv write through the ORM
+        crowd[0].fare = 99.5
+        crowd[0].save()
+    after = client.get("/people", HTTP_IF_NONE_MATCH=before["ETag"])
+    assert after.status_code == 200
+    assert after.content != before.content
+
+
+def test_cached_list_is_identical_to_a_fresh_render(client, crowd):
+    from django.core.cache import cache
+
+    cache.clear()
+    fresh = client.get("/people?ordering=age").content
+    cached = client.get("/people?ordering=age").content
+    assert fresh == cached
+
+
+# --- API documentation --------------------------------------------------------------------------------
+
+
+def test_schema_validates_without_warnings():
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
+
+
+def test_schema_documents_the_contract(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    paths = schema["paths"]
+    assert {"/people", "/people/{uuid}", "/people/stats"} <= set(paths)
+    assert set(paths["/people"]) >= {"get", "post"}
+    assert set(paths["/people/{uuid}"]) >= {"get", "put", "patch", "delete"}
+    assert set(paths["/people"]["post"]["responses"]) >= {"201", "400", "401", "403"}
+    assert set(paths["/people/{uuid}"]["delete"]["responses"]) >= {"204", "404"}
+    components = schema["components"]["schemas"]
+    person = components["Passenger"]["properties"]
+    assert person["survived"]["type"] == "boolean"
+    assert components["PassengerClassEnum"]["enum"] == [1, 2, 3]
+    assert components["SexEnum"]["enum"] == ["male", "female", "other"]
+    listed = paths["/people"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    page = components[listed["$ref"].rsplit("/", 1)[1]]
+    assert page["oneOf"][0]["type"] == "array"  # the contract's plain array unless ?limit= is sent
+    assert person["fare"]["type"] == "number" and person["age"]["type"] == "number"
+    assert person["uuid"]["readOnly"] is True
+    assert "tokenAuth" in schema["components"]["securitySchemes"]
