@@ -1,0 +1,124 @@
+module "eks" {
+  #checkov:skip=CKV_TF_1:Registry module pinned to its current major with "~>" (project policy): terraform-aws-modules releases are immutable tags, upgrades within the major are reviewed in the plan.
+  source  = "terraform-aws-modules/eks/aws"
+  version = "~> 21.0"
+
+  name               = local.name
+  kubernetes_version = var.kubernetes_version
+
+  # GitHub-hosted runners deploy over the public endpoint; every call still needs an
+  # IAM identity with an access entry. Nodes use the private endpoint.
+  endpoint_public_access       = true
+  endpoint_private_access      = true
+  endpoint_public_access_cidrs = var.cluster_endpoint_public_access_cidrs
+
+  # Access entries only (no aws-auth ConfigMap); nobody is admin implicitly.
+  authentication_mode                      = "API"
+  enable_cluster_creator_admin_permissions = false
+
+  # Pod Identity instead of IRSA: no cluster OIDC provider needed.
+  enable_irsa = false
+
+  # titanic-* names keep every IAM object inside the Terraform role's IAM scope (iam.tf).
+  iam_role_name          = "${local.name}-cluster"
+  encryption_policy_name = "${local.name}-cluster-encryption"
+
+  enabled_log_types                      = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+  cloudwatch_log_group_retention_in_days = var.log_retention_days
+
+  vpc_id     = module.vpc.vpc_id
+  subnet_ids = module.vpc.private_subnets
+
+  addons = {
+    vpc-cni = {
+      before_compute = true
+      # Enforce Kubernetes NetworkPolicies (the Kustomize network-policy component).
+      configuration_values = jsonencode({
+        enableNetworkPolicy = "true"
+      })
+    }
+    eks-pod-identity-agent = {
+      before_compute = true
+    }
+    coredns        = {}
+    kube-proxy     = {}
+    metrics-server = {}
+    # Container logs (Fluent Bit) and Container Insights metrics to CloudWatch.
+    amazon-cloudwatch-observability = {
+      pod_identity_association = [{
+        role_arn        = module.cloudwatch_observability_pod_identity.iam_role_arn
+        service_account = "cloudwatch-agent"
+      }]
+    }
+  }
+
+  access_entries = merge(
+    {
+      # CI deploys the app: edit rights in this environment's app namespace only.
+      deploy = {
+        principal_arn = module.github_role["deploy"].arn
+        policy_associations = {
+          app_namespace = {
+            policy_arn = "arn:${local.partition}:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
+            access_scope = {
+              type       = "namespace"
+              namespaces = [local.app_namespace]
+            }
+          }
+        }
+      }
+    },
+    {
+      for i, arn in var.cluster_admin_arns : "admin-${i}" => {
+        principal_arn = arn
+        policy_associations = {
+          cluster_admin = {
+            policy_arn = "arn:${local.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+            access_scope = {
+              type = "cluster"
+            }
+          }
+        }
+      }
+    }
+  )
+
+  eks_managed_node_groups = {
+    arm-spot = {
+      ami_type       = "AL2023_ARM_64_STANDARD"
+      capacity_type  = "SPOT"
+      instance_types = var.node_instance_types
+
+      min_size     = var.node_min_size
+      max_size     = var.node_max_size
+      desired_size = var.node_desired_size
+
+      # The prod overlay selects these nodes; EKS adds kubernetes.io/arch=arm64 and
+      # eks.amazonaws.com/capacityType=SPOT itself. No taint: CoreDNS and the add-ons
+      # run here too.
+      labels = {
+        "titanic.io/pool" = "arm-spot"
+      }
+
+      iam_role_name = "${local.name}-arm-spot-node"
+
+      block_device_mappings = {
+        xvda = {
+          device_name = "/dev/xvda"
+          ebs = {
+            volume_size           = 20
+            volume_type           = "gp3"
+            encrypted             = true
+            delete_on_termination = true
+          }
+        }
+      }
+
+      update_config = {
+        max_unavailable = 1
+      }
+    }
+  }
+
+  tags = local.tags
+}

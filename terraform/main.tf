@@ -1,0 +1,42 @@
+locals {
+  name    = "titanic-${var.environment}"
+  azs     = slice(data.aws_availability_zones.available.names, 0, var.az_count)
+  is_prod = var.environment == "prod"
+
+  # The Kubernetes namespace the app runs in on this environment's cluster.
+  app_namespace = "titanic-${var.environment}"
+
+  # Applied to every resource through the provider's default_tags, and passed to the
+  # modules as well so that launch-template tag specifications (EC2 instances, volumes)
+  # carry them too.
+  tags = {
+    Project     = "titanic"
+    Environment = var.environment
+    ManagedBy   = "terraform"
+    Repository  = var.github_repository
+  }
+
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+}
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = local.tags
+  }
+}
+
+data "aws_availability_zones" "available" {
+  #checkov:skip=CKV_AWS_394:Only the first az_count zones (sorted by name) are used via slice(); a zone AWS adds later sorts after them and changes nothing.
+  # Regular AZs only (no Local/Wavelength Zones).
+  filter {
+    name   = "opt-in-status"
+    values = ["opt-in-not-required"]
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}

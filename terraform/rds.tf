@@ -1,0 +1,85 @@
+locals {
+  db_major_version = split(".", var.db_engine_version)[0]
+}
+
+# PostgreSQL accepts connections on 5432 from the EKS nodes only (pods share the node
+# security group under the VPC CNI). No egress rules: the database initiates nothing.
+resource "aws_security_group" "db" {
+  #checkov:skip=CKV2_AWS_5:Attached to the RDS instance through module.db (vpc_security_group_ids); checkov does not follow module inputs.
+  name        = "${local.name}-db"
+  description = "PostgreSQL for ${local.name}: 5432 from the EKS node security group only"
+  vpc_id      = module.vpc.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "db_from_nodes" {
+  security_group_id            = aws_security_group.db.id
+  description                  = "PostgreSQL from EKS nodes"
+  referenced_security_group_id = module.eks.node_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+}
+
+module "db" {
+  #checkov:skip=CKV_TF_1:Registry module pinned to its current major with "~>" (project policy): terraform-aws-modules releases are immutable tags, upgrades within the major are reviewed in the plan.
+  source  = "terraform-aws-modules/rds/aws"
+  version = "~> 7.0"
+
+  identifier = local.name
+
+  engine               = "postgres"
+  engine_version       = var.db_engine_version
+  family               = "postgres${local.db_major_version}"
+  major_engine_version = local.db_major_version
+  instance_class       = var.db_instance_class
+
+  allocated_storage     = var.db_allocated_storage
+  max_allocated_storage = var.db_max_allocated_storage
+  storage_type          = "gp3"
+  storage_encrypted     = true
+
+  db_name  = "titanic"
+  username = "titanic"
+  port     = 5432
+
+  # RDS generates the master password and keeps it in Secrets Manager (External Secrets
+  # reads it from there): no password in code or state. RDS rotates it on this schedule;
+  # rotate_immediately = false so an apply never triggers an unplanned rotation.
+  manage_master_user_password                            = true
+  manage_master_user_password_rotation                   = true
+  master_user_password_rotate_immediately                = false
+  master_user_password_rotation_automatically_after_days = var.db_password_rotation_days
+
+  multi_az               = var.db_multi_az
+  db_subnet_group_name   = module.vpc.database_subnet_group_name
+  vpc_security_group_ids = [aws_security_group.db.id]
+  publicly_accessible    = false
+
+  # Automated backups give point-in-time recovery within the retention window.
+  backup_retention_period = var.db_backup_retention_days
+  backup_window           = "03:00-04:00"
+  maintenance_window      = "sun:04:30-sun:05:30"
+  copy_tags_to_snapshot   = true
+
+  deletion_protection = var.db_deletion_protection
+  skip_final_snapshot = !var.db_deletion_protection
+
+  performance_insights_enabled          = true
+  performance_insights_retention_period = 7
+
+  enabled_cloudwatch_logs_exports        = ["postgresql", "upgrade"]
+  create_cloudwatch_log_group            = true
+  cloudwatch_log_group_retention_in_days = var.log_retention_days
+
+  create_db_option_group = false
+  parameters = [
+    {
+      # Refuse unencrypted connections (DATABASE_URL should carry sslmode=require).
+      name         = "rds.force_ssl"
+      value        = "1"
+      apply_method = "pending-reboot"
+    }
+  ]
+
+  tags = local.tags
+}

@@ -1,0 +1,288 @@
+################################################################################
+# General
+################################################################################
+
+variable "environment" {
+  description = "Environment name (dev or prod). Drives resource names (titanic-<env>), the app namespace (titanic-<env>) and the Secrets Manager path titanic/<env>/."
+  type        = string
+
+  validation {
+    condition     = contains(["dev", "prod"], var.environment)
+    error_message = "environment must be \"dev\" or \"prod\"."
+  }
+}
+
+variable "region" {
+  description = "AWS region for every resource of this environment."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must look like an AWS region name, e.g. us-east-1."
+  }
+}
+
+variable "github_repository" {
+  description = "GitHub repository (owner/name) whose workflows may assume the deploy and Terraform roles. CI passes it as TF_VAR_github_repository=$${{ github.repository }}."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
+    error_message = "github_repository must be \"owner/name\" (no wildcards)."
+  }
+}
+
+variable "create_shared_resources" {
+  description = "Create the account-wide singletons: the GitHub OIDC provider and the titanic-api ECR repository. Exactly one environment per AWS account/region sets this to true (dev); the other looks them up."
+  type        = bool
+  default     = true
+}
+
+variable "state_bucket" {
+  description = "Name of the S3 bucket holding the Terraform state (the same one given to terraform init). Used to let the read-only plan role take the S3 lock."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.state_bucket))
+    error_message = "state_bucket must be a valid S3 bucket name."
+  }
+}
+
+################################################################################
+# Network
+################################################################################
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC (a /16; private, public and database subnets are carved from it)."
+  type        = string
+  default     = "10.0.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && endswith(var.vpc_cidr, "/16")
+    error_message = "vpc_cidr must be a valid /16 IPv4 CIDR block."
+  }
+}
+
+variable "az_count" {
+  description = "Number of availability zones to spread subnets over (2 or 3)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.az_count >= 2 && var.az_count <= 3
+    error_message = "az_count must be 2 or 3 (EKS and RDS subnet groups need at least 2)."
+  }
+}
+
+variable "single_nat_gateway" {
+  description = "One shared NAT gateway (cheap, dev) instead of one per AZ (resilient to an AZ outage, prod)."
+  type        = bool
+  default     = true
+}
+
+################################################################################
+# EKS
+################################################################################
+
+variable "kubernetes_version" {
+  description = "Kubernetes <major>.<minor> version of the EKS control plane and node group."
+  type        = string
+  default     = "1.35"
+
+  validation {
+    condition     = can(regex("^1\\.[0-9]{2}$", var.kubernetes_version))
+    error_message = "kubernetes_version must look like 1.35."
+  }
+}
+
+variable "cluster_endpoint_public_access_cidrs" {
+  description = "CIDR blocks allowed to reach the public EKS API endpoint (GitHub-hosted runners need it; access still requires an IAM access entry)."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.cluster_endpoint_public_access_cidrs) > 0 && alltrue([for c in var.cluster_endpoint_public_access_cidrs : can(cidrhost(c, 0))])
+    error_message = "cluster_endpoint_public_access_cidrs must be a non-empty list of IPv4 CIDR blocks."
+  }
+}
+
+variable "cluster_admin_arns" {
+  description = "IAM role/user ARNs given cluster-admin through EKS access entries (the people who run the Helm installs). Pass at apply time (TF_VAR_cluster_admin_arns='[\"<admin role ARN>\"]'); never commit account ids."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.cluster_admin_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", a))])
+    error_message = "cluster_admin_arns must contain IAM role or user ARNs."
+  }
+}
+
+variable "node_instance_types" {
+  description = "Graviton (ARM64) instance types for the Spot node group; several types of similar size improve Spot availability."
+  type        = list(string)
+  default     = ["m7g.large", "m6g.large", "m6gd.large", "t4g.large"]
+
+  validation {
+    condition     = length(var.node_instance_types) >= 2 && alltrue([for t in var.node_instance_types : can(regex("^[a-z]+[0-9]+g[a-z]*\\.[a-z0-9]+$", t))])
+    error_message = "node_instance_types must list at least two Graviton (…g.*) instance types."
+  }
+}
+
+variable "node_min_size" {
+  description = "Minimum number of nodes in the Spot node group."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.node_min_size >= 1
+    error_message = "node_min_size must be at least 1 (CoreDNS and the add-ons run on these nodes)."
+  }
+}
+
+variable "node_max_size" {
+  description = "Maximum number of nodes in the Spot node group."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.node_max_size >= var.node_min_size
+    error_message = "node_max_size must be >= node_min_size."
+  }
+}
+
+variable "node_desired_size" {
+  description = "Initial number of nodes (ignored by the module after creation, so an autoscaler can own it)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.node_desired_size >= var.node_min_size && var.node_desired_size <= var.node_max_size
+    error_message = "node_desired_size must lie between node_min_size and node_max_size."
+  }
+}
+
+################################################################################
+# RDS
+################################################################################
+
+variable "db_engine_version" {
+  description = "PostgreSQL engine version (major, or major.minor). 16 matches the version CI tests against."
+  type        = string
+  default     = "16"
+
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.db_engine_version)) && tonumber(split(".", var.db_engine_version)[0]) >= 16
+    error_message = "db_engine_version must be PostgreSQL 16 or newer, e.g. \"16\" or \"16.8\"."
+  }
+}
+
+variable "db_instance_class" {
+  description = "RDS instance class (Graviton burstable t4g)."
+  type        = string
+  default     = "db.t4g.micro"
+
+  validation {
+    condition     = startswith(var.db_instance_class, "db.t4g.")
+    error_message = "db_instance_class must be a db.t4g.* class."
+  }
+}
+
+variable "db_allocated_storage" {
+  description = "Initial gp3 storage of the database, in GiB."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.db_allocated_storage >= 20
+    error_message = "db_allocated_storage must be at least 20 GiB (gp3 minimum)."
+  }
+}
+
+variable "db_max_allocated_storage" {
+  description = "Upper limit for storage autoscaling, in GiB."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.db_max_allocated_storage >= var.db_allocated_storage
+    error_message = "db_max_allocated_storage must be >= db_allocated_storage."
+  }
+}
+
+variable "db_multi_az" {
+  description = "Run a synchronous standby in a second AZ (prod)."
+  type        = bool
+  default     = false
+}
+
+variable "db_deletion_protection" {
+  description = "Protect the database from deletion; also takes a final snapshot on destroy (prod)."
+  type        = bool
+  default     = false
+}
+
+variable "db_backup_retention_days" {
+  description = "Days of automated backups (and so of point-in-time recovery)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.db_backup_retention_days >= 7 && var.db_backup_retention_days <= 35
+    error_message = "db_backup_retention_days must be between 7 and 35."
+  }
+}
+
+variable "db_password_rotation_days" {
+  description = "Days between automatic rotations of the RDS-managed master password. After a rotation, External Secrets refreshes the Kubernetes Secret and the pods must be restarted (see README)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.db_password_rotation_days >= 1 && var.db_password_rotation_days <= 365
+    error_message = "db_password_rotation_days must be between 1 and 365."
+  }
+}
+
+################################################################################
+# Secrets, logs, WAF
+################################################################################
+
+variable "django_secret_key_version" {
+  description = "Bump to generate and store a new Django SECRET_KEY (write-only: the value never enters state). Rotating it logs every user out."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.django_secret_key_version >= 1 && floor(var.django_secret_key_version) == var.django_secret_key_version
+    error_message = "django_secret_key_version must be a positive integer."
+  }
+}
+
+variable "log_retention_days" {
+  description = "CloudWatch Logs retention for EKS control-plane, container, RDS and WAF logs."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ...)."
+  }
+}
+
+variable "enable_waf" {
+  description = "Create a regional WAF web ACL (per-IP rate limit and AWS known-bad-inputs rules) for the ALB. The ingress attaches it with the alb.ingress.kubernetes.io/wafv2-acl-arn annotation."
+  type        = bool
+  default     = false
+}
+
+variable "waf_rate_limit" {
+  description = "Requests allowed per client IP in any 5-minute window before WAF blocks it."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.waf_rate_limit >= 10 && var.waf_rate_limit <= 2000000000
+    error_message = "waf_rate_limit must be between 10 and 2,000,000,000."
+  }
+}
