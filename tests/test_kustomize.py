@@ -1,0 +1,549 @@
+"""The Kustomize overlays: they render, validate against Kubernetes 1.35 and the CRD schemas, pass
+checkov, and keep the invariants the app and the platform depend on.
+
+Each overlay is rendered once per session (`kubectl kustomize`); checkov runs once per overlay.
+"""
+
+import functools
+import json
+import re
+import runpy
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from django.conf import settings
+from django.urls import Resolver404, resolve
+from kubernetes_validate import utils as kubernetes_validate
+
+from tests.conftest import REPO, tool_path
+
+KUBERNETES_VERSION = "1.35.0"  # pinned by Terraform
+KUSTOMIZE = REPO / "kustomize"
+CRD_SCHEMAS = REPO / "tests" / "schemas" / "crds"
+OVERLAYS = sorted(p.name for p in (KUSTOMIZE / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
+NAMESPACES = {"dev": "titanic-dev", "prod": "titanic-prod"}
+WORKLOAD_KINDS = {"Deployment", "Job"}
+PLACEHOLDER = "REPLACED-FROM-INFRA-ENV"  # what the components carry until infra-values fills them
+
+# URLs the public must reach through the ingress, and the ones it must never reach.
+PUBLIC_URLS = ["/", "/people", "/people/", "/api/docs/", "/api/schema/", "/api/redoc/", "/api-auth/login/", "/admin/"]
+PRIVATE_URLS = ["/metrics", "/metrics/", "/health", "/ready"]
+# Settings read by a library rather than titanic/*.py: name -> the module whose source reads it.
+LIBRARY_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client"}
+
+pytestmark = pytest.mark.parametrize("overlay", OVERLAYS)
+
+
+# --- rendering, once per overlay -------------------------------------------------------------------
+
+
+@functools.cache
+def render(overlay):
+    result = subprocess.run(
+        [tool_path("kubectl"), "kustomize", str(KUSTOMIZE / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def objects(overlay):
+    return [doc for doc in yaml.safe_load_all(render(overlay)) if doc]
+
+
+def of_kind(overlay, kind):
+    return [o for o in objects(overlay) if o["kind"] == kind]
+
+
+def one(overlay, kind, name=None):
+    found = [o for o in of_kind(overlay, kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{overlay}: expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(overlay):
+    for o in objects(overlay):
+        if o["kind"] in WORKLOAD_KINDS:
+            yield o, o["spec"]["template"]["spec"]
+
+
+def all_containers(pod):
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def app_config(overlay):
+    """The app's ConfigMap (the one the Deployment's envFrom names)."""
+    container = one(overlay, "Deployment", "titanic-api")["spec"]["template"]["spec"]["containers"][0]
+    names = [e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e]
+    assert len(names) == 1
+    return one(overlay, "ConfigMap", names[0])["data"]
+
+
+# --- the app's side of the contract ------------------------------------------------------------------
+
+
+@functools.cache
+def gunicorn_config():
+    """titanic/gunicorn.conf.py as gunicorn sees it in the pod (the prod ConfigMap's environment)."""
+    path = REPO / "titanic" / "gunicorn.conf.py"
+    assert path.is_file(), "titanic/gunicorn.conf.py is missing"
+    env = dict(app_config("prod"))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # executing the file must not touch /run
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/kustomize-test-multiproc")
+        return runpy.run_path(str(path))
+
+
+def gunicorn_port():
+    binds = gunicorn_config()["bind"]
+    binds = [binds] if isinstance(binds, str) else binds
+    ports = {int(b.rsplit(":", 1)[1]) for b in binds}
+    assert len(ports) == 1, binds
+    return ports.pop()
+
+
+@functools.cache
+def internal_endpoints():
+    """Paths titanic.middleware.InternalEndpointsMiddleware answers before the URLconf (if installed)."""
+    if "titanic.middleware.InternalEndpointsMiddleware" not in settings.MIDDLEWARE:
+        return frozenset()
+    from titanic.probes import internal_views
+
+    return frozenset(internal_views())
+
+
+def resolves(url):
+    """Whether the app serves url: an internal endpoint or a route of Django's URL resolver."""
+    if url in internal_endpoints():
+        return True
+    try:
+        resolve(url)
+    except Resolver404:
+        return False
+    return True
+
+
+@functools.cache
+def settings_the_app_reads():
+    pattern = re.compile(
+        r"""(?:\benv(?:\.\w+)?\(|os\.environ(?:\.get|\.setdefault)?[\[(]|os\.getenv\()\s*["']([A-Z][A-Z0-9_]*)["']"""
+    )
+    names = set()
+    for source in (REPO / "titanic").glob("*.py"):
+        names.update(pattern.findall(source.read_text()))
+    return names
+
+
+def library_reads(name):
+    module = __import__(LIBRARY_SETTINGS[name])
+    source = "".join(p.read_text() for p in Path(module.__file__).parent.rglob("*.py"))
+    return f'"{name}"' in source or f"'{name}'" in source
+
+
+# --- rendering and schemas ---------------------------------------------------------------------------
+
+
+def test_overlay_renders(overlay):
+    kinds = {o["kind"] for o in objects(overlay)}
+    assert {"Namespace", "ResourceQuota", "LimitRange", "Deployment", "Service", "ServiceAccount"} <= kinds
+    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"} <= kinds
+    assert PLACEHOLDER not in render(overlay), "a value from infra.yaml was not filled in"
+    assert not [o for o in objects(overlay) if o["metadata"].get("name") == "infra"], "local-config leaked"
+
+
+def test_every_object_is_in_the_environment_namespace(overlay):
+    namespace = NAMESPACES[overlay]
+    for o in objects(overlay):
+        if o["kind"] == "Namespace":
+            assert o["metadata"]["name"] == namespace
+        else:
+            assert o["metadata"].get("namespace") == namespace, (o["kind"], o["metadata"]["name"])
+
+
+@functools.cache
+def crd_schemas():
+    """(apiVersion, kind) -> openAPIV3Schema, made strict: unknown fields are errors."""
+
+    def strict(node):
+        if isinstance(node, dict):
+            node = {k: strict(v) for k, v in node.items()}
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+            return node
+        if isinstance(node, list):
+            return [strict(v) for v in node]
+        return node
+
+    schemas = {}
+    for path in CRD_SCHEMAS.glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        spec = crd["spec"]
+        for version in spec["versions"]:
+            schema = strict(version["schema"]["openAPIV3Schema"])
+            schema["properties"]["metadata"] = {"type": "object"}  # checked as ObjectMeta below
+            schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = schema
+    return schemas
+
+
+def validate_custom_resource(obj):
+    schema = crd_schemas()[(obj["apiVersion"], obj["kind"])]
+    jsonschema.validate(obj, schema, cls=jsonschema.Draft7Validator)
+
+
+def test_objects_validate_against_kubernetes_schemas(overlay):
+    errors = []
+    for o in objects(overlay):
+        if (o["apiVersion"], o["kind"]) in crd_schemas():
+            continue
+        try:
+            kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
+        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as error:
+            errors.append(f"{o['kind']}/{o['metadata']['name']}: {getattr(error, 'message', error)}")
+    assert not errors, "\n".join(errors)
+
+
+def test_custom_resources_validate_against_their_crds(overlay):
+    custom = [o for o in objects(overlay) if (o["apiVersion"], o["kind"]) in crd_schemas()]
+    assert {o["kind"] for o in custom} >= {"ExternalSecret", "SecretStore", "ServiceMonitor"}
+    for o in custom:
+        validate_custom_resource(o)
+        meta = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": o["metadata"]}
+        kubernetes_validate.validate(meta, KUBERNETES_VERSION, strict=True)  # metadata is an ObjectMeta
+
+
+def test_crd_validation_rejects_unknown_and_mistyped_fields(overlay):
+    monitor = one(overlay, "ServiceMonitor")
+    unknown = json.loads(json.dumps(monitor))
+    unknown["spec"]["endpoints"][0]["intervall"] = "30s"
+    mistyped = json.loads(json.dumps(monitor))
+    mistyped["spec"]["endpoints"][0]["interval"] = "30 seconds"
+    store = json.loads(json.dumps(one(overlay, "SecretStore")))
+    store["spec"]["provider"]["aws"]["service"] = "SecretManager"
+    for broken in (unknown, mistyped, store):
+        with pytest.raises(jsonschema.ValidationError):
+            validate_custom_resource(broken)
+
+
+# --- checkov -----------------------------------------------------------------------------------------
+
+
+def test_checkov_finds_nothing(overlay, tmp_path):
+    rendered = tmp_path / f"{overlay}.yaml"
+    rendered.write_text(render(overlay))
+    command = ["--framework", "kubernetes", "-f", str(rendered), "--skip-download", "--compact", "-o", "json"]
+    result = subprocess.run(
+        [tool_path("checkov"), *command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = json.loads(result.stdout)
+    report = report[0] if isinstance(report, list) else report
+    summary = report["summary"]
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert summary["parsing_errors"] == 0
+    assert summary["resource_count"] >= len(objects(overlay)) - 2
+    assert summary["passed"] > 100
+    assert not failed, failed
+
+
+def test_every_checkov_skip_is_justified(overlay):
+    for o in objects(overlay):
+        for key, value in o["metadata"].get("annotations", {}).items():
+            if key.startswith("checkov.io/skip"):
+                assert re.fullmatch(r"CKV2?_K8S_\d+=.{20,}", value), (o["metadata"]["name"], value)
+
+
+# --- workload invariants -----------------------------------------------------------------------------
+
+
+def test_pods_run_hardened(overlay):
+    for workload, pod in pod_specs(overlay):
+        name = workload["metadata"]["name"]
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for c in all_containers(pod):
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, (name, c["name"])
+            assert sc["runAsUser"] == 10001, (name, c["name"])
+            assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
+            assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
+            assert sc.get("privileged", False) is False, (name, c["name"])
+            assert sc["capabilities"] == {"drop": ["ALL"]}, (name, c["name"])
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"][kind]), (name, c["name"], kind)
+
+
+def test_images_are_pinned(overlay):
+    for workload, pod in pod_specs(overlay):
+        for c in all_containers(pod):
+            image = c["image"]
+            if "@sha256:" in image:
+                assert re.search(r"@sha256:[0-9a-f]{64}$", image), image
+                continue
+            tag = image.rsplit("/", 1)[-1].partition(":")[2]
+            assert tag not in {"", "latest"}, f"{workload['metadata']['name']}: {image} has no pinned tag"
+            if overlay == "prod":
+                assert re.fullmatch(r"[0-9a-f]{40}", tag), f"prod image tag {tag} is not a commit SHA"
+
+
+def test_probes_hit_real_routes_on_the_gunicorn_port(overlay):
+    pod = one(overlay, "Deployment", "titanic-api")["spec"]["template"]["spec"]
+    port = gunicorn_port()
+    for c in pod["containers"]:
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert set(ports.values()) == {port}, c["ports"]
+        expected = {"startupProbe": "/health", "livenessProbe": "/health", "readinessProbe": "/ready"}
+        for probe, path in expected.items():
+            get = c[probe]["httpGet"]
+            assert get["path"] == path
+            assert resolves(get["path"]), f"{probe} {get['path']} is not in the app's URLconf"
+            assert ports.get(get["port"], get["port"]) == port, (probe, get["port"])
+            assert not get.get("httpHeaders"), "probes must not need Host header tricks"
+
+
+def test_shutdown_fits_the_grace_period(overlay):
+    pod = one(overlay, "Deployment", "titanic-api")["spec"]["template"]["spec"]
+    graceful = int(app_config(overlay).get("GUNICORN_GRACEFUL_TIMEOUT", 25))
+    assert gunicorn_config()["graceful_timeout"] == int(app_config("prod").get("GUNICORN_GRACEFUL_TIMEOUT", 25))
+    for c in pod["containers"]:
+        sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert sleep >= 5
+        assert pod["terminationGracePeriodSeconds"] >= sleep + graceful, (pod["terminationGracePeriodSeconds"], sleep)
+
+
+def test_metrics_dir_is_a_memory_volume(overlay):
+    for workload, pod in pod_specs(overlay):
+        memory = {v["name"] for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"}
+        for c in all_containers(pod):
+            env = {e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
+            directory = env.get("PROMETHEUS_MULTIPROC_DIR", app_config(overlay)["PROMETHEUS_MULTIPROC_DIR"])
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            if workload["kind"] == "Deployment":  # gunicorn removes and re-creates it: not a mount point
+                owner = [mounts[m] for m in mounts if directory.startswith(m.rstrip("/") + "/")]
+            else:  # nothing creates it in the job: it must exist
+                owner = [mounts[directory]] if directory in mounts else []
+            assert set(owner[:1]) & memory, (workload["metadata"]["name"], c["name"], directory)
+            assert "/tmp" in mounts, (workload["metadata"]["name"], c["name"])
+
+
+def test_config_keys_are_settings_the_app_reads(overlay):
+    read = settings_the_app_reads()
+    for key in app_config(overlay):
+        if key in LIBRARY_SETTINGS:
+            assert library_reads(key), f"{LIBRARY_SETTINGS[key]} no longer reads {key}"
+        else:
+            assert key in read, f"ConfigMap key {key} is read nowhere in titanic/*.py"
+    secret = one(overlay, "ExternalSecret", "titanic-api")["spec"]["target"]
+    assert secret["name"] == "titanic-api"
+    assert set(secret["template"]["data"]) == {"DATABASE_URL", "DJANGO_SECRET_KEY"} <= read
+
+
+def test_database_url_template(overlay):
+    secret = one(overlay, "ExternalSecret", "titanic-api")
+    url = secret["spec"]["target"]["template"]["data"]["DATABASE_URL"]
+    assert "(.username | urlquery)" in url
+    assert "(.password | urlquery)" in url
+    assert "postgres://%s:%s@%s:5432/titanic?sslmode=require" in url
+    host = url.split('"')[3]
+    assert re.fullmatch(r"[a-z0-9.-]+", host), host
+    keys = {d["secretKey"]: d["remoteRef"] for d in secret["spec"]["data"]}
+    assert keys["username"]["key"] == keys["password"]["key"]
+    assert keys["django_secret_key"]["key"] == f"titanic/{overlay}/django-secret-key"
+    store = one(overlay, "SecretStore", secret["spec"]["secretStoreRef"]["name"])
+    assert "auth" not in store["spec"]["provider"]["aws"], "the controller's pod identity is the credential"
+
+
+# --- environment-specific invariants ------------------------------------------------------------------
+
+
+def test_scale_and_disruption_budget(overlay):
+    deployment = one(overlay, "Deployment", "titanic-api")
+    hpa = one(overlay, "HorizontalPodAutoscaler", "titanic-api")
+    pdb = one(overlay, "PodDisruptionBudget", "titanic-api")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "titanic-api"
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+    replicas = deployment["spec"]["replicas"]
+    assert hpa["spec"]["minReplicas"] <= replicas <= hpa["spec"]["maxReplicas"]
+    if overlay == "prod":
+        assert replicas >= 3
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
+        assert pdb["spec"] == {**pdb["spec"], "minAvailable": 2}
+        assert "maxUnavailable" not in pdb["spec"]
+        selector = deployment["spec"]["template"]["spec"]["nodeSelector"]
+        assert selector == {
+            "kubernetes.io/arch": "arm64",
+            "eks.amazonaws.com/capacityType": "SPOT",
+            "titanic.io/pool": "arm-spot",
+        }
+        assert one(overlay, "Job", "titanic-api-migrate")["spec"]["template"]["spec"]["nodeSelector"] == selector
+    else:
+        assert replicas == 1
+        assert pdb["spec"].get("maxUnavailable") == 1, "a one-replica environment must stay drainable"
+
+
+def test_quota_fits_the_largest_rollout(overlay):
+    """HPA max + the rolling-update surge + the migrate job fit in the namespace's ResourceQuota."""
+
+    def quantity(value):
+        value = str(value)
+        units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+        for suffix, factor in units.items():
+            if value.endswith(suffix):
+                return float(value[: -len(suffix)]) * factor
+        return float(value)
+
+    def pod_need(pod, kind, resource):
+        main = sum(quantity(c["resources"][kind][resource]) for c in pod["containers"])
+        init = max((quantity(c["resources"][kind][resource]) for c in pod.get("initContainers", [])), default=0)
+        return max(main, init)
+
+    hard = one(overlay, "ResourceQuota")["spec"]["hard"]
+    app = one(overlay, "Deployment", "titanic-api")["spec"]["template"]["spec"]
+    job = one(overlay, "Job", "titanic-api-migrate")["spec"]["template"]["spec"]
+    pods = one(overlay, "HorizontalPodAutoscaler")["spec"]["maxReplicas"]
+    surge = -(-pods * 25 // 100)  # maxSurge 25%, rounded up
+    assert int(hard["pods"]) >= pods + surge + 1
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            need = (pods + surge) * pod_need(app, kind, resource) + pod_need(job, kind, resource)
+            assert quantity(hard[f"{kind}.{resource}"]) >= need, (kind, resource, need)
+
+
+# --- traffic: service, ingress, network policies, monitoring ---------------------------------------------
+
+
+def ingress_routes(ingress, url):
+    """Whether an Ingress rule path matches url, by the Kubernetes Exact/Prefix rules."""
+    for rule in ingress["spec"]["rules"]:
+        for p in rule["http"]["paths"]:
+            path, kind = p["path"], p["pathType"]
+            if kind == "Exact" and url == path:
+                return True
+            if kind == "Prefix":
+                prefix = path.rstrip("/")
+                if prefix == "" or url == prefix or url.startswith(prefix + "/"):
+                    return True
+            if kind == "ImplementationSpecific":
+                return True  # the ALB reads it as a glob: refuse to reason about it
+    return False
+
+
+def test_ingress_routes_the_public_urls_only(overlay):
+    ingress = one(overlay, "Ingress", "titanic-api")
+    annotations = ingress["metadata"]["annotations"]
+    assert ingress["spec"]["ingressClassName"] == "alb"
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
+    assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:")
+    assert annotations["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
+    assert resolves(annotations["alb.ingress.kubernetes.io/healthcheck-path"])
+    assert not [
+        a
+        for a in annotations
+        if a.startswith(("alb.ingress.kubernetes.io/actions.", "alb.ingress.kubernetes.io/conditions."))
+    ]
+    for url in PRIVATE_URLS:
+        assert not ingress_routes(ingress, url), f"the ingress routes {url}"
+    for url in PUBLIC_URLS:
+        assert resolves(url), f"{url} is not in the app's URLconf"
+        assert ingress_routes(ingress, url), f"the ingress does not route {url}"
+    assert ingress_routes(ingress, "/" + settings.STATIC_URL.strip("/") + "/admin/css/base.css")
+    service = one(overlay, "Service", "titanic-api")
+    for rule in ingress["spec"]["rules"]:
+        assert rule["host"] in app_config(overlay)["DJANGO_ALLOWED_HOSTS"].split(",")
+        for p in rule["http"]["paths"]:
+            backend = p["backend"]["service"]
+            assert backend["name"] == "titanic-api"
+            assert backend["port"]["name"] in {port["name"] for port in service["spec"]["ports"]}
+
+
+def test_ingress_path_matching_is_not_vacuous(overlay):
+    exact = {"spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Exact"}]}}]}}
+    prefix = {"spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix"}]}}]}}
+    api = {"spec": {"rules": [{"http": {"paths": [{"path": "/api", "pathType": "Prefix"}]}}]}}
+    assert not ingress_routes(exact, "/metrics")
+    assert ingress_routes(prefix, "/metrics")
+    assert ingress_routes(api, "/api/docs/")
+    assert not ingress_routes(api, "/api-auth/login/")
+
+
+def test_service_reaches_the_app_port(overlay):
+    service = one(overlay, "Service", "titanic-api")
+    deployment = one(overlay, "Deployment", "titanic-api")
+    template = deployment["spec"]["template"]
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    job_labels = one(overlay, "Job")["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= job_labels.items(), "the Service must not select the job"
+    ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+    for port in service["spec"]["ports"]:
+        assert ports.get(port["targetPort"], port["targetPort"]) == gunicorn_port()
+
+
+def test_servicemonitor_scrapes_metrics_from_the_service(overlay):
+    monitor = one(overlay, "ServiceMonitor", "titanic-api")
+    service = one(overlay, "Service", "titanic-api")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert "release" in monitor["metadata"]["labels"]
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+        assert endpoint["path"] == "/metrics"
+        assert resolves(endpoint["path"]), "/metrics is not in the app's URLconf"
+
+
+def test_network_policies(overlay):
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(overlay, "NetworkPolicy")}
+    deny = policies["default-deny-all"]
+    assert deny["podSelector"] == {}
+    assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny
+    assert "egress" not in deny
+    app_labels = one(overlay, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    job_labels = one(overlay, "Job")["spec"]["template"]["metadata"]["labels"]
+    allowed_in, allowed_out = set(), set()
+    for spec in policies.values():
+        selected = spec["podSelector"].get("matchLabels", {}).items()
+        for rule in spec.get("ingress", []):
+            assert selected <= app_labels.items()
+            for peer in rule["from"]:
+                if "ipBlock" in peer:
+                    allowed_in.add(("vpc", peer["ipBlock"]["cidr"]))
+                else:
+                    allowed_in.add(("ns", peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]))
+            assert {p["port"] for p in rule["ports"]} == {gunicorn_port()}
+        for rule in spec.get("egress", []):
+            assert selected <= app_labels.items()
+            assert selected <= job_labels.items()
+            for port in rule["ports"]:
+                allowed_out.add((port["protocol"], port["port"]))
+            if {p["port"] for p in rule["ports"]} == {5432}:
+                assert all(peer["ipBlock"]["cidr"].endswith(("/24", "/25", "/26", "/27", "/28")) for peer in rule["to"])
+    assert allowed_out == {("UDP", 53), ("TCP", 53), ("TCP", 5432)}
+    assert ("ns", "monitoring") in allowed_in
+    assert any(kind == "vpc" and cidr.endswith("/16") for kind, cidr in allowed_in)
+
+
+# --- the sources ---------------------------------------------------------------------------------------
+
+
+def test_kustomizations_use_current_fields_only(overlay):
+    deprecated = {"commonLabels", "patchesStrategicMerge", "patchesJson6902", "bases", "vars", "imageTags"}
+    for path in KUSTOMIZE.rglob("kustomization.yaml"):
+        used = set(yaml.safe_load(path.read_text()))
+        assert not used & deprecated, (str(path), used & deprecated)
+    overlay_kustomization = yaml.safe_load((KUSTOMIZE / "overlays" / overlay / "kustomization.yaml").read_text())
+    assert overlay_kustomization["components"][-1].endswith("infra-values"), "infra-values must come last"
+    assert [i["name"] for i in overlay_kustomization["images"]] == ["titanic-api"]
