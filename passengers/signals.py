@@ -6,7 +6,7 @@ from django.dispatch import receiver
 
 from passengers.models import DatasetVersion, Passenger
 
-logger = logging.getLogger("passengers.auth")
+logger = logging.getLogger("passengers.api")
 
 
 @receiver(post_save, sender=Passenger)

@@ -1,0 +1,155 @@
+"""Probes, request ids, logging, settings and the gunicorn config, in-process (see tests/test_server.py
+for the same under a real gunicorn)."""
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from titanic.logging import RequestIdFilter, logging_config, request_id_var
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.django_db
+def test_health_and_ready(client):
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "checks": {}}
+    ready = client.get("/ready", HTTP_ACCEPT="text/html")  # JSON whatever the client asks for
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "checks": {"Database": "ok", "Migrations": "ok"}}
+
+
+@pytest.mark.django_db
+def test_ready_is_503_while_migrations_are_pending(client, monkeypatch):
+    from django.db.migrations.executor import MigrationExecutor
+
+    monkeypatch.setattr(MigrationExecutor, "migration_plan", lambda self, targets: [("migration", False)])
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["Migrations"] == "Unavailable: 1 migration(s) not applied"
+    assert client.get("/health").status_code == 200
+
+
+@pytest.mark.django_db
+def test_probes_skip_host_validation(client):
+    assert client.get("/health", HTTP_HOST="10.0.0.7:8000").status_code == 200
+    assert client.get("/ready", HTTP_HOST="10.0.0.7:8000").status_code == 200
+    assert client.get("/metrics", HTTP_HOST="10.0.0.7:8000").status_code == 200
+    assert client.get("/", HTTP_HOST="10.0.0.7:8000").status_code == 400
+
+
+@pytest.mark.django_db
+def test_request_id_is_echoed_when_well_formed_and_generated_otherwise(client):
+    assert client.get("/health", HTTP_X_REQUEST_ID="abc-123_x.y:z")["X-Request-ID"] == "abc-123_x.y:z"
+    for bad in ["has space", "x" * 129, "<script>", ""]:
+        generated = client.get("/health", HTTP_X_REQUEST_ID=bad)["X-Request-ID"]
+        assert generated != bad
+        assert len(generated) == 32
+
+
+@pytest.mark.django_db
+def test_one_log_line_per_request_with_its_fields(client, caplog):
+    with caplog.at_level(logging.INFO, logger="titanic.request"):
+        client.get("/people?sex=female", HTTP_X_REQUEST_ID="req-42")
+    (record,) = [r for r in caplog.records if r.name == "titanic.request"]
+    assert (record.method, record.path, record.status) == ("GET", "/people", 200)
+    assert record.duration_ms >= 0
+    assert record.user is None
+    assert record.client == "127.0.0.1"
+
+
+def test_json_formatter_writes_one_object_per_line_with_the_request_id():
+    from pythonjsonlogger.json import JsonFormatter
+
+    spec = logging_config("json")["formatters"]["json"]
+    formatter = JsonFormatter(spec["fmt"], rename_fields=spec["rename_fields"], timestamp=False)
+    record = logging.LogRecord("titanic.request", logging.INFO, __file__, 1, "GET / 200", None, None)
+    token = request_id_var.set("rid-1")
+    try:
+        RequestIdFilter().filter(record)
+    finally:
+        request_id_var.reset(token)
+    line = formatter.format(record)
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["request_id"] == "rid-1"
+    assert data["level"] == "INFO" and data["logger"] == "titanic.request" and data["message"] == "GET / 200"
+
+
+def _load_gunicorn_config(monkeypatch, tmp_path, **env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", os.path.join(REPO, "titanic", "gunicorn.conf.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gunicorn_config(monkeypatch, tmp_path):
+    config = _load_gunicorn_config(monkeypatch, tmp_path, GUNICORN_WORKERS="3", GUNICORN_THREADS="2")
+    assert config.bind == "0.0.0.0:8000"
+    assert (config.workers, config.threads, config.worker_class) == (3, 2, "gthread")
+    assert config.worker_tmp_dir == "/dev/shm"
+    assert config.graceful_timeout == 25
+    assert config.graceful_timeout + 5 < 35  # preStop sleep + graceful timeout fit the pod's grace period
+    assert config.max_requests and config.max_requests_jitter
+    assert config.control_socket_disable is True
+    assert config.logconfig_dict["handlers"]["console"]["formatter"] == "text"
+
+
+def test_gunicorn_wipes_the_metrics_dir_at_start_and_marks_dead_workers(monkeypatch, tmp_path):
+    config = _load_gunicorn_config(monkeypatch, tmp_path)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "counter_123.db").write_bytes(b"stale")
+    (metrics / "gauge_livesum_4242.db").write_bytes(b"")
+    config.on_starting(server=None)
+    assert list(metrics.iterdir()) == []
+
+    (metrics / "gauge_livesum_4242.db").write_bytes(b"")
+
+    class Worker:
+        pid = 4242
+
+    config.child_exit(server=None, worker=Worker())
+    assert not (metrics / "gauge_livesum_4242.db").exists()
+
+
+def _run_django(*args, **env):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TITANIC_"))}
+    environment.update(env)
+    command = [sys.executable, "manage.py", *args]
+    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True)
+
+
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": "a-long-random-production-like-secret-key-0123456789-abcdefghijklmnop",
+    "DJANGO_ALLOWED_HOSTS": "titanic.example.com",
+    "DATABASE_URL": "sqlite:////tmp/check-deploy.sqlite3",
+}
+
+
+def test_check_deploy_is_clean_in_production():
+    result = _run_django("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    result = _run_django("check", DJANGO_ALLOWED_HOSTS="x")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_anonymous_writes_warning_is_logged_at_startup():
+    result = _run_django("check", **PRODUCTION, TITANIC_ANONYMOUS_WRITES="1", LOG_FORMAT="json")
+    assert result.returncode == 0
+    warning = next(json.loads(line) for line in result.stdout.splitlines() if "TITANIC_ANONYMOUS_WRITES" in line)
+    assert warning["level"] == "WARNING"
