@@ -257,7 +257,7 @@ def test_detectors_catch_what_they_should():
     assert not LITERAL_ARN.search('"arn:${local.partition}:eks::aws:cluster-access-policy/X"')
     assert ACCOUNT_ID.search('account = "123456789012"')
     assert not ACCOUNT_ID.search("cidr = 10.10.0.0/16")
-    assert SECRET_ASSIGNMENT.search('  master_password = "hunter2hunter2"')
+    assert SECRET_ASSIGNMENT.search('  master_password = "hunter2hunter2"')  # pragma: allowlist secret
     assert not SECRET_ASSIGNMENT.search("  secret_string_wo = ephemeral.random_password.x.result")
 
 
@@ -274,7 +274,8 @@ def test_no_secret_reaches_state(parsed, resources, modules):
     assert ("random_password", "django_secret_key") in typed_blocks(parsed, "ephemeral")
     assert not any(rtype in ("random_password", "random_string") for rtype, _ in resources)
     version = resources[("aws_secretsmanager_secret_version", "django_secret_key")]
-    assert version["secret_string_wo"] == "ephemeral.random_password.django_secret_key.result"
+    ephemeral_value = "ephemeral.random_password.django_secret_key.result"
+    assert version["secret_string_wo"] == ephemeral_value
     assert "secret_string_wo_version" in version
     assert "secret_string" not in version
     secret = resources[("aws_secretsmanager_secret", "django_secret_key")]
