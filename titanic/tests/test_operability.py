@@ -153,3 +153,15 @@ def test_anonymous_writes_warning_is_logged_at_startup():
     assert result.returncode == 0
     warning = next(json.loads(line) for line in result.stdout.splitlines() if "TITANIC_ANONYMOUS_WRITES" in line)
     assert warning["level"] == "WARNING"
+
+
+def test_env_example_documents_every_variable_the_app_reads():
+    import re
+    from pathlib import Path
+
+    root = Path(REPO)
+    read = set(re.findall(r'env(?:\.\w+)?\("([A-Z_]+)"', (root / "titanic/settings.py").read_text()))
+    read |= set(re.findall(r'(?:environ\.get|setdefault)\("([A-Z_]+)"', (root / "titanic/gunicorn.conf.py").read_text()))
+    documented = set(re.findall(r"^([A-Z_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
+    assert read
+    assert read == documented
