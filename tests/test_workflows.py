@@ -1,0 +1,527 @@
+"""The GitHub workflows, their pins and permissions, and the scripts they run (deploy, secret scan).
+
+GitHub itself cannot run here, so these tests check what can be checked offline: actionlint, that every
+project command a workflow runs exists, that third-party actions are pinned to commit SHAs, that no job
+holds a write permission it does not use, and the deploy and secret-scan scripts against fakes.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, tool_path
+
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+LOCAL_ACTIONS = sorted((REPO / ".github" / "actions").glob("*/action.yml"))
+ACTION_FILES = WORKFLOWS + LOCAL_ACTIONS
+SHA_PIN = re.compile(r"^(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})$")
+VERSION_COMMENT = re.compile(r"^v\d+(\.\d+){0,2}$")
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?:\s+#\s*(?P<comment>.*?))?\s*$")
+
+
+def load(path):
+    return yaml.safe_load(path.read_text())
+
+
+def jobs(path):
+    return load(path)["jobs"]
+
+
+def steps(document):
+    """Steps of a workflow's jobs, or of a composite action."""
+    if "runs" in document:
+        return document["runs"].get("steps", [])
+    return [step for job in document["jobs"].values() for step in job.get("steps", [])]
+
+
+def run_commands():
+    """(file, command line) for every line of every `run:` in the workflows and local actions."""
+    for path in ACTION_FILES:
+        for step in steps(load(path)):
+            for line in step.get("run", "").replace("\\\n", " ").splitlines():
+                if line.strip() and not line.strip().startswith("#"):
+                    yield path.name, line
+
+
+def makefile_targets():
+    text = (REPO / "Makefile").read_text()
+    return set(re.findall(r"^([A-Za-z0-9][\w.-]*)\s*:(?!=)", text, flags=re.MULTILINE))
+
+
+def test_there_are_workflows():
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "deploy.yml", "terraform.yml"}
+
+
+def test_actionlint_reports_nothing():
+    result = subprocess.run(
+        [tool_path("actionlint"), "-no-color"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_every_make_target_a_workflow_runs_exists():
+    targets = makefile_targets()
+    used = set()
+    for _file, line in run_commands():
+        for arguments in re.findall(r"(?:^|[;&|(]\s*)make\s+([^;&|)#]*)", line):
+            used |= {word for word in arguments.split() if not word.startswith("-") and "=" not in word}
+    assert used, "the workflows call no Makefile target"
+    assert used <= targets, f"targets missing from the Makefile: {sorted(used - targets)}"
+    # The checks .ci/run runs are the ones CI runs.
+    assert {"lint", "test", "migrations-check", "schema", "hadolint", "secrets-scan", "k8s-check", "tf-check"} <= used
+
+
+def test_every_script_a_workflow_runs_exists_and_is_executable():
+    used = {m for _, line in run_commands() for m in re.findall(r"(?<![\w/.-])(scripts/[\w.-]+)", line)}
+    assert "scripts/deploy" in used
+    for script in used:
+        path = REPO / script
+        assert path.is_file(), f"{script} does not exist"
+        assert os.access(path, os.X_OK), f"{script} is not executable"
+
+
+def test_local_actions_and_reusable_workflows_exist():
+    for path in ACTION_FILES:
+        document = load(path)
+        references = [step.get("uses", "") for step in steps(document)]
+        references += [job.get("uses", "") for job in document.get("jobs", {}).values()]
+        for ref in references:
+            if ref.startswith("./"):
+                target = REPO / ref
+                assert (target / "action.yml").is_file() or target.is_file(), f"{path.name}: {ref} not found"
+
+
+def test_third_party_actions_are_pinned_to_a_commit_sha_with_a_version_comment():
+    versions = {}
+    pinned_in_yaml, pinned_in_text = set(), set()
+    for path in ACTION_FILES:
+        document = load(path)
+        pinned_in_yaml |= {(path.name, s["uses"]) for s in steps(document) if "uses" in s}
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            match = USES_LINE.match(line)
+            if not match:
+                continue
+            ref, comment = match["ref"], match["comment"]
+            pinned_in_text.add((path.name, ref))
+            if ref.startswith("./"):
+                continue
+            pin = SHA_PIN.match(ref)
+            assert pin, f"{path.name}:{number}: {ref} is not pinned to a full commit SHA"
+            assert comment and VERSION_COMMENT.match(comment), f"{path.name}:{number}: no `# vX.Y.Z` comment"
+            versions.setdefault(pin["action"], set()).add((pin["sha"], comment))
+    # Every `uses:` the YAML holds was seen (and checked) line by line.
+    assert pinned_in_yaml <= pinned_in_text
+    # One version of each action across the repository, so a bump is one reviewable change.
+    for action, pins in versions.items():
+        assert len(pins) == 1, f"{action} is pinned at several versions: {sorted(pins)}"
+    assert "aws-actions/configure-aws-credentials" in versions
+
+
+def test_workflow_default_permissions_are_read_only():
+    for path in WORKFLOWS:
+        permissions = load(path).get("permissions")
+        assert isinstance(permissions, dict), f"{path.name}: no top-level permissions block"
+        assert all(value in {"read", "none"} for value in permissions.values()), f"{path.name}: {permissions}"
+
+
+def uses_action(job, action):
+    return any(step.get("uses", "").startswith(action + "@") for step in job.get("steps", []))
+
+
+def configures_aws(job):
+    """The job assumes an AWS role itself, or calls a local workflow whose jobs do."""
+    if uses_action(job, "aws-actions/configure-aws-credentials"):
+        return True
+    called = job.get("uses", "")
+    if called.startswith("./"):
+        return any(configures_aws(inner) for inner in jobs(REPO / called).values())
+    return False
+
+
+def comments_on_pull_requests(job):
+    return any(
+        step.get("uses", "").startswith("actions/github-script@")
+        and re.search(r"issues\.(create|update)Comment", step.get("with", {}).get("script", ""))
+        for step in job.get("steps", [])
+    )
+
+
+def test_no_job_holds_a_write_permission_it_does_not_use():
+    uses_of_write = {"id-token": configures_aws, "pull-requests": comments_on_pull_requests}
+    for path in WORKFLOWS:
+        for name, job in jobs(path).items():
+            granted = job.get("permissions", {})
+            assert isinstance(granted, dict), f"{path.name}:{name}: permissions must be listed, not {granted!r}"
+            for scope, level in granted.items():
+                if level != "write":
+                    continue
+                assert scope in uses_of_write, f"{path.name}:{name}: {scope}: write is never needed here"
+                assert uses_of_write[scope](job), f"{path.name}:{name}: {scope}: write but does not use it"
+            # OIDC needs the token, so a job that assumes a role must ask for it explicitly.
+            if configures_aws(job):
+                assert granted.get("id-token") == "write", f"{path.name}:{name}: assumes a role without id-token"
+
+
+def test_aws_access_is_oidc_only():
+    for path in ACTION_FILES:
+        text = path.read_text()
+        assert "aws-access-key-id" not in text and "aws-secret-access-key" not in text, path.name
+        assert not re.search(r"secrets\.AWS_", text), path.name
+    for path in WORKFLOWS:
+        for job in jobs(path).values():
+            for step in job.get("steps", []):
+                if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@"):
+                    assert step["with"]["role-to-assume"].startswith("${{ vars"), path.name
+
+
+def test_ci_runs_on_pull_requests_and_main_and_cancels_superseded_runs():
+    ci = load(REPO / ".github/workflows/ci.yml")
+    triggers = ci[True]  # YAML 1.1 reads the key `on` as true
+    assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
+    assert "pull_request" in ci["concurrency"]["cancel-in-progress"]
+    service = ci["jobs"]["test"]["services"]["postgres"]
+    assert service["image"] == "postgres:16" and "pg_isready" in service["options"]
+    assert "127.0.0.1:5432" in ci["jobs"]["test"]["env"]["TEST_DATABASE_URL"]
+    for job in ci["jobs"].values():
+        for step in job.get("steps", []):
+            if step.get("uses", "").startswith("docker/build-push-action@"):
+                assert step["with"]["push"] is False, "CI never pushes images"
+                assert "type=gha" in step["with"]["cache-from"] and "type=gha" in step["with"]["cache-to"]
+    image_steps = {step.get("uses", "").split("@")[0]: step for step in ci["jobs"]["image"]["steps"]}
+    trivy = image_steps["aquasecurity/trivy-action"]["with"]
+    assert trivy["severity"] == "CRITICAL,HIGH" and trivy["ignore-unfixed"] is True and trivy["exit-code"] == "1"
+    assert "anchore/sbom-action" in image_steps
+
+
+def test_deploy_builds_both_architectures_tagged_with_the_commit_and_deploys_dev_then_prod():
+    deploy = jobs(REPO / ".github/workflows/deploy.yml")
+    build = next(s for s in deploy["image"]["steps"] if s.get("uses", "").startswith("docker/build-push-action@"))
+    assert set(build["with"]["platforms"].split(",")) == {"linux/arm64", "linux/amd64"}
+    assert build["with"]["tags"] == "${{ env.IMAGE }}"
+    assert deploy["image"]["env"]["IMAGE"].endswith(":${{ github.sha }}")
+    assert deploy["dev"]["with"]["environment"] == "dev" and deploy["prod"]["with"]["environment"] == "prod"
+    assert "dev" in deploy["prod"]["needs"]
+    for job in ("dev", "prod"):
+        assert deploy[job]["with"]["image"].endswith(":${{ github.sha }}")
+    environment_job = jobs(REPO / ".github/workflows/deploy-environment.yml")["deploy"]
+    assert environment_job["environment"]["name"] == "${{ inputs.environment }}"
+    assert environment_job["concurrency"] == {
+        "group": "deploy-${{ inputs.environment }}",
+        "cancel-in-progress": False,
+    }
+    assert 'scripts/deploy "$ENVIRONMENT" "$IMAGE"' in environment_job["steps"][-1]["run"]
+
+
+def test_terraform_plans_on_pull_requests_and_applies_through_approved_environments():
+    terraform = load(REPO / ".github/workflows/terraform.yml")
+    assert terraform[True]["pull_request"]["paths"][0] == "terraform/**"
+    plan, apply = terraform["jobs"]["plan"], terraform["jobs"]["apply"]
+    assert plan["strategy"]["matrix"]["environment"] == ["dev", "prod"]
+    assert comments_on_pull_requests(plan)
+    assert apply["environment"] == "terraform-${{ matrix.environment }}"
+    assert apply["strategy"]["max-parallel"] == 1
+    roles = {
+        name: next(s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+        for name, job in (("plan", plan), ("apply", apply))
+    }
+    # Plans assume the read-only plan role of their environment; applies the environment's apply role.
+    assert "TERRAFORM_PLAN_ROLE_ARN_" in roles["plan"]["with"]["role-to-assume"]
+    assert roles["apply"]["with"]["role-to-assume"] == "${{ vars.TERRAFORM_ROLE_ARN }}"
+    assert "-lock=false" in next(s["run"] for s in plan["steps"] if s.get("id") == "plan")
+
+
+def test_dependabot_covers_pip_actions_and_docker():
+    updates = {u["package-ecosystem"]: u for u in load(REPO / ".github/dependabot.yml")["updates"]}
+    assert updates["pip"]["directory"] == "/requirements"
+    assert "/" in updates["github-actions"]["directories"]
+    assert updates["docker"]["directory"] == "/docker"
+
+
+# --- scripts/secrets-scan ----------------------------------------------------------------------
+
+
+def fake_aws_credentials():
+    # Assembled at run time so this file itself holds no key for the scanner to find.
+    key_id = "AKIA" + "QYLPMN5HFIQR7XQE"
+    secret = "wJalrXUtnFEMI/K7MDENG" + "/bPxRfiCYzEXAMPLEKEY"
+    return f'aws_access_key_id = "{key_id}"\naws_secret_access_key = "{secret}"\n'
+
+
+def secrets_scan_in(tmp_path, files):
+    """Run scripts/secrets-scan in a scratch git repository holding `files` and the real baseline."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy2(REPO / "scripts/secrets-scan", tmp_path / "scripts/secrets-scan")
+    shutil.copy2(REPO / ".secrets.baseline", tmp_path / ".secrets.baseline")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
+    hook_dir = str(Path(tool_path("detect-secrets-hook")).parent)
+    env = {**os.environ, "PATH": hook_dir + os.pathsep + os.environ["PATH"]}
+    return subprocess.run(["scripts/secrets-scan"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_secrets_scan_fails_on_a_new_aws_key(tmp_path):
+    result = secrets_scan_in(tmp_path, {"settings_local.py": "DEBUG = True\n" + fake_aws_credentials()})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "AWS Access Key" in result.stdout
+    assert "settings_local.py" in result.stdout
+
+
+def test_secrets_scan_passes_the_same_tree_without_the_key(tmp_path):
+    result = secrets_scan_in(tmp_path, {"settings_local.py": "DEBUG = True\n"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_repository_scans_clean():
+    before = (REPO / ".secrets.baseline").read_bytes()
+    result = subprocess.run(["scripts/secrets-scan"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (REPO / ".secrets.baseline").read_bytes() == before, "the scan must not rewrite the baseline"
+
+
+def test_the_baseline_excludes_generated_and_vendored_files():
+    text = (REPO / ".secrets.baseline").read_text()
+    for excluded in (r"\\.venv-tools", "staticfiles", "fixtures/", r"\\.lock"):
+        assert excluded in text
+
+
+# --- scripts/deploy, against fake kubectl, kustomize and curl ----------------------------------
+
+FAKE_KUBECTL = r"""#!/usr/bin/env bash
+echo "kubectl $*" >>"$FAKE_LOG"
+case "$1 $2" in
+    "kustomize "*) if [ -n "${FAKE_RENDER:-}" ]; then cat "$FAKE_RENDER"; else exec "$REAL_KUBECTL" "$@"; fi ;;
+    "apply -f") cp "$3" "$FAKE_LOG.$(basename "$3")" ;;
+    "apply -k") exit "${FAKE_APPLY_RC:-0}" ;;
+    "wait --for=condition=complete") exit "${FAKE_WAIT_RC:-0}" ;;
+    "rollout status") grep -q "^kubectl rollout undo" "$FAKE_LOG" || exit "${FAKE_ROLLOUT_RC:-0}" ;;
+    "get deployment/"*) [ -n "${FAKE_FIRST_RELEASE:-}" ] || echo "deployment.apps/${2#deployment/}" ;;
+    "get -f") echo "job.batch/titanic-api-migrate" ;;
+esac
+exit 0
+"""
+FAKE_KUSTOMIZE = """#!/usr/bin/env bash
+echo "kustomize $* (in $(basename "$PWD"))" >>"$FAKE_LOG"
+"""
+FAKE_CURL = r"""#!/usr/bin/env bash
+url=${@: -1}
+echo "curl $url" >>"$FAKE_LOG"
+case $url in
+    */people) python3 -c "import json; print(json.dumps([{'passengerId': i} for i in range($FAKE_PEOPLE)]))" ;;
+    */ready) exit "${FAKE_READY_RC:-0}" ;;
+esac
+"""
+RENDERED = textwrap.dedent("""\
+    apiVersion: v1
+    kind: Namespace
+    metadata:
+      name: titanic-dev
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: titanic-api-7h2k
+      namespace: titanic-dev
+    ---
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: titanic-api
+      namespace: titanic-dev
+    spec:
+      template:
+        spec:
+          containers:
+          - image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/titanic-api:abc
+            name: api
+    ---
+    apiVersion: batch/v1
+    kind: Job
+    metadata:
+      name: titanic-api-migrate
+      namespace: titanic-dev
+    spec:
+      template:
+        spec:
+          containers:
+          - args: [migrate]
+            image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/titanic-api:abc
+            name: migrate
+    """)
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/titanic-api:0123abc"
+
+
+@pytest.fixture
+def deploy(tmp_path):
+    """Run a copy of scripts/deploy in a scratch tree, with fake cluster tools; returns (result, log)."""
+    root = tmp_path / "tree"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy2(REPO / "scripts/deploy", root / "scripts/deploy")
+    for environment in ("dev", "prod"):
+        (root / "kustomize/overlays" / environment).mkdir(parents=True)
+        (root / "kustomize/overlays" / environment / "kustomization.yaml").write_text("resources: []\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in {"kubectl": FAKE_KUBECTL, "kustomize": FAKE_KUSTOMIZE, "curl": FAKE_CURL}.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(RENDERED)
+    log = tmp_path / "calls.log"
+
+    def run(*args, rendered_yaml=RENDERED, **fakes):
+        rendered.write_text(rendered_yaml or "")
+        log.write_text("")
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "APP_URL": "https://titanic.example.test/",
+            "FAKE_LOG": str(log),
+            "FAKE_RENDER": str(rendered) if rendered_yaml is not None else "",
+            "REAL_KUBECTL": shutil.which("kubectl", path=os.environ["PATH"]) or "kubectl",
+            "FAKE_PEOPLE": "887",
+            **{key.upper(): str(value) for key, value in fakes.items()},
+        }
+        result = subprocess.run(
+            [root / "scripts/deploy", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        return result, log.read_text().splitlines()
+
+    run.root = root
+    run.log = log
+    return run
+
+
+def in_order(calls, expected):
+    """Every expected prefix appears in `calls`, in this order."""
+    position = 0
+    for prefix in expected:
+        while position < len(calls) and not calls[position].startswith(prefix):
+            position += 1
+        assert position < len(calls), f"{prefix!r} missing or out of order in:\n" + "\n".join(calls)
+        position += 1
+
+
+def test_deploy_pins_the_image_migrates_applies_waits_and_smoke_checks(deploy):
+    result, calls = deploy("dev", IMAGE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    in_order(
+        calls,
+        [
+            f"kustomize edit set image titanic-api={IMAGE} (in dev)",
+            "kubectl kustomize kustomize/overlays/dev",
+            "kubectl apply -f",  # the configuration
+            "kubectl delete -f",  # the previous migrate Job
+            "kubectl apply -f",  # the new migrate Job
+            "kubectl wait --for=condition=complete",
+            "kubectl apply -k kustomize/overlays/dev",
+            "kubectl rollout status deployment/titanic-api --namespace titanic-dev",
+            "curl https://titanic.example.test/health",
+            "curl https://titanic.example.test/ready",
+            "curl https://titanic.example.test/people",
+        ],
+    )
+    assert not any(call.startswith("kubectl rollout undo") for call in calls)
+    job = Path(str(deploy.log) + ".job.yaml").read_text()
+    config = Path(str(deploy.log) + ".config.yaml").read_text()
+    assert "kind: Job" in job and "kind: Deployment" not in job
+    assert "kind: Namespace" in config and "kind: ConfigMap" in config
+    assert "kind: Job" not in config and "kind: Deployment" not in config
+
+
+@pytest.mark.parametrize(
+    ("fakes", "reason"),
+    [
+        ({"fake_people": 886}, "returned 886 entries, expected 887"),
+        ({"fake_rollout_rc": 1}, "failed"),
+        ({"fake_ready_rc": 22}, "failed"),
+        ({"fake_apply_rc": 1}, "failed"),
+    ],
+)
+def test_deploy_rolls_back_when_the_rollout_or_the_smoke_check_fails(deploy, fakes, reason):
+    result, calls = deploy("prod", IMAGE, **fakes)
+    assert result.returncode == 1
+    assert reason in result.stderr
+    in_order(
+        calls,
+        [
+            "kubectl apply -k kustomize/overlays/prod",
+            "kubectl rollout undo deployment/titanic-api --namespace titanic-prod",
+            "kubectl rollout status deployment/titanic-api --namespace titanic-prod",
+        ],
+    )
+
+
+def test_deploy_stops_before_the_rollout_when_the_migration_fails(deploy):
+    result, calls = deploy("dev", IMAGE, fake_wait_rc=1)
+    assert result.returncode == 1
+    assert "migrate Job did not complete" in result.stderr
+    assert any(call.startswith("kubectl logs") for call in calls)
+    assert not any(call.startswith(("kubectl apply -k", "kubectl rollout")) for call in calls)
+
+
+def test_deploy_has_nothing_to_roll_back_on_a_first_release(deploy):
+    result, calls = deploy("dev", IMAGE, fake_first_release=1, fake_people=0)
+    assert result.returncode == 1
+    assert not any(call.startswith("kubectl rollout undo") for call in calls)
+
+
+@pytest.mark.parametrize(
+    "image", ["123.dkr.ecr.eu-west-1.amazonaws.com/titanic-api", "registry:5000/titanic-api:latest"]
+)
+def test_deploy_refuses_an_image_without_an_immutable_tag(deploy, image):
+    result, calls = deploy("dev", image)
+    assert result.returncode != 0
+    assert calls == []
+
+
+def test_deploy_refuses_an_overlay_without_the_migrate_job(deploy):
+    without_job = RENDERED.split("---\napiVersion: batch/v1")[0]
+    result, calls = deploy("dev", IMAGE, rendered_yaml=without_job)
+    assert result.returncode == 1
+    assert "renders no migrate Job" in result.stderr
+    assert not any(call.startswith(("kubectl apply", "kubectl delete")) for call in calls)
+
+
+def test_deploy_refuses_an_overlay_still_holding_placeholders(deploy):
+    placeholder = RENDERED.replace("123456789012.dkr", "000000000000.dkr")
+    result, calls = deploy("dev", IMAGE, rendered_yaml=placeholder)
+    assert result.returncode == 1
+    assert "placeholder values" in result.stderr
+    assert not any(call.startswith(("kubectl apply", "kubectl delete")) for call in calls)
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_the_real_overlays_give_deploy_a_migrate_job_and_the_deployment(deploy, environment):
+    """The contract with kustomize/: each overlay renders the migrate Job and deployment/titanic-api."""
+    overlays = REPO / "kustomize"
+    assert (overlays / "overlays" / environment / "kustomization.yaml").is_file()
+    shutil.rmtree(deploy.root / "kustomize")
+    shutil.copytree(overlays, deploy.root / "kustomize")
+    # Stand in for the Terraform outputs that replace the committed placeholders before a deploy.
+    for path in (deploy.root / "kustomize").rglob("*.yaml"):
+        text = path.read_text()
+        path.write_text(text.replace("000000000000", "123456789012").replace(".placeholder.", ".example."))
+    tool_path("kubectl")
+    # Stop right after the Job is applied: only the rendering and the split are under test here.
+    result, _ = deploy(environment, IMAGE, rendered_yaml=None, fake_wait_rc=1)
+    assert "migrate Job did not complete" in result.stderr, result.stdout + result.stderr
+    job = yaml.safe_load_all(Path(str(deploy.log) + ".job.yaml").read_text())
+    jobs_rendered = [doc for doc in job if doc]
+    assert jobs_rendered and all(doc["kind"] == "Job" for doc in jobs_rendered)
+    assert all(doc["metadata"]["namespace"] == f"titanic-{environment}" for doc in jobs_rendered)
+    rendered = subprocess.run(
+        [tool_path("kubectl"), "kustomize", str(overlays / "overlays" / environment)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    deployments = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
+    assert [d["metadata"]["name"] for d in deployments] == ["titanic-api"]
