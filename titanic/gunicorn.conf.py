@@ -31,8 +31,13 @@ logconfig_dict = logging_config(os.environ.get("LOG_FORMAT", "text"), os.environ
 
 
 def on_starting(server):
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    os.makedirs(metrics_dir)
+    """Start every server with empty metrics; the directory may be a mount point (emptyDir)."""
+    os.makedirs(metrics_dir, exist_ok=True)
+    for entry in os.scandir(metrics_dir):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.remove(entry.path)
 
 
 def child_exit(server, worker):
