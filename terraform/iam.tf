@@ -1,16 +1,26 @@
 ################################################################################
 # GitHub Actions OIDC: the provider (one per account) and the roles CI assumes.
 #
-# Subjects are exact (StringEquals), per environment:
-#   dev  roles: repo:<owner/name>:ref:refs/heads/main   (push to main, no GitHub environment)
-#   prod roles: repo:<owner/name>:environment:prod      (jobs in the protected "prod" environment)
-#   plan roles: repo:<owner/name>:pull_request          (read-only plans on pull requests)
-# so a main-branch run can never act on prod, and a pull request can never apply.
+# Each role trusts an explicit list of exact token subjects (StringEquals, no wildcards),
+# matching the jobs of .github/workflows/deploy.yml and terraform.yml:
+#   deploy          dev:  repo:<owner/name>:ref:refs/heads/main  (image build job on main)
+#                         repo:<owner/name>:environment:dev      (dev deploy job)
+#                   prod: repo:<owner/name>:environment:prod     (prod deploy job, protected)
+#   terraform       repo:<owner/name>:environment:terraform-<env> (apply jobs, protected)
+#   terraform-plan  repo:<owner/name>:pull_request               (read-only plans)
+# so nothing running for dev can act on prod, and a pull request can never apply.
 ################################################################################
 
 locals {
-  github_apply_subject = local.is_prod ? "repo:${var.github_repository}:environment:prod" : "repo:${var.github_repository}:ref:refs/heads/main"
-  github_plan_subject  = "repo:${var.github_repository}:pull_request"
+  github_subject_prefix = "repo:${var.github_repository}"
+  github_subjects = {
+    deploy = local.is_prod ? ["${local.github_subject_prefix}:environment:prod"] : [
+      "${local.github_subject_prefix}:ref:refs/heads/main",
+      "${local.github_subject_prefix}:environment:dev",
+    ]
+    terraform      = ["${local.github_subject_prefix}:environment:terraform-${var.environment}"]
+    terraform-plan = ["${local.github_subject_prefix}:pull_request"]
+  }
 
   cluster_arn = "arn:${local.partition}:eks:${var.region}:${local.account_id}:cluster/${local.name}"
 }
@@ -68,7 +78,7 @@ data "aws_iam_policy_document" "deploy" {
 # Terraform roles for the terraform workflow.
 #   plan  (pull requests): AWS ReadOnlyAccess, plus taking the S3 state lock and
 #         reading the Django secret (refreshing a secret version reads it).
-#   apply (main / prod environment): PowerUserAccess (everything but IAM and
+#   apply (terraform-<env> environment): PowerUserAccess (everything but IAM and
 #         Organizations) plus IAM limited to titanic-* roles and policies, the GitHub
 #         OIDC provider and the service-linked roles EKS/RDS/ELB/Auto Scaling need.
 ################################################################################
@@ -147,19 +157,19 @@ locals {
   github_roles = {
     deploy = {
       description = "GitHub Actions deploy for ${local.name}: push titanic-api images, deploy to ${local.app_namespace}"
-      subject     = local.github_apply_subject
+      subjects    = local.github_subjects.deploy
       policies    = {}
       inline      = data.aws_iam_policy_document.deploy.json
     }
     terraform-plan = {
       description = "GitHub Actions terraform plan for ${local.name} (read-only)"
-      subject     = local.github_plan_subject
+      subjects    = local.github_subjects.terraform-plan
       policies    = { ReadOnlyAccess = data.aws_iam_policy.read_only.arn }
       inline      = data.aws_iam_policy_document.terraform_plan.json
     }
     terraform = {
       description = "GitHub Actions terraform apply for ${local.name}"
-      subject     = local.github_apply_subject
+      subjects    = local.github_subjects.terraform
       policies    = { PowerUserAccess = data.aws_iam_policy.power_user.arn }
       inline      = data.aws_iam_policy_document.terraform_apply_iam.json
     }
@@ -177,9 +187,9 @@ module "github_role" {
   use_name_prefix = false
   description     = each.value.description
 
-  # StringEquals on the token's sub claim: exactly one subject, no wildcards.
+  # StringEquals on the token's sub claim: exact subjects, no wildcards.
   enable_github_oidc = true
-  oidc_subjects      = [each.value.subject]
+  oidc_subjects      = each.value.subjects
 
   policies = each.value.policies
 

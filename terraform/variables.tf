@@ -172,7 +172,7 @@ variable "db_engine_version" {
   default     = "16"
 
   validation {
-    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.db_engine_version)) && tonumber(split(".", var.db_engine_version)[0]) >= 16
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.db_engine_version)) && try(tonumber(split(".", var.db_engine_version)[0]) >= 16, false)
     error_message = "db_engine_version must be PostgreSQL 16 or newer, e.g. \"16\" or \"16.8\"."
   }
 }

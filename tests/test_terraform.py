@@ -348,17 +348,25 @@ def test_ecr(modules):
 
 
 def test_github_oidc_subjects_are_exact(parsed, modules):
-    local_values = merged_locals(parsed)
-    subjects = " ".join([local_values["github_apply_subject"], local_values["github_plan_subject"]])
-    assert "*" not in subjects
-    assert "repo:${var.github_repository}:ref:refs/heads/main" in subjects
-    assert "repo:${var.github_repository}:environment:prod" in subjects
-    assert "repo:${var.github_repository}:pull_request" in subjects
+    subjects = merged_locals(parsed)["github_subjects"]
+    assert set(subjects) == {"deploy", "terraform", "terraform-plan"}
+    text = json.dumps(subjects)
+    assert "*" not in text
+    # The jobs of .github/workflows/deploy.yml and terraform.yml.
+    for expected in (
+        ":ref:refs/heads/main",
+        ":environment:dev",
+        ":environment:prod",
+        ":environment:terraform-${var.environment}",
+        ":pull_request",
+    ):
+        assert expected in text
+    assert subjects["terraform-plan"] == ["${local.github_subject_prefix}:pull_request"]
+    assert merged_locals(parsed)["github_subject_prefix"] == "repo:${var.github_repository}"
     role = modules["github_role"]
     assert role["enable_github_oidc"] is True
-    assert role["oidc_subjects"] == ["each.value.subject"]
+    assert role["oidc_subjects"] == "each.value.subjects"
     assert "oidc_wildcard_subjects" not in role
-    assert set(local_values["github_roles"]) == {"deploy", "terraform", "terraform-plan"}
 
 
 def test_external_secrets_reads_only_the_two_secrets(parsed, modules):
@@ -427,16 +435,69 @@ def test_checkov_has_no_failed_checks():
     assert not failed, "\n".join(failed)
 
 
-def test_terraform_fmt():
+def run_terraform(*args, cwd):
     terraform = shutil.which("terraform")
     if not terraform:
-        pytest.skip("terraform binary not installed here; the GitHub workflow runs terraform fmt -check")
-    proc = subprocess.run(
-        [terraform, "fmt", "-check", "-recursive", "-diff", str(TF_DIR)],
+        pytest.skip("terraform binary not installed here; the GitHub workflow runs fmt and validate")
+    return subprocess.run(
+        [terraform, *args],
         capture_output=True,
         text=True,
         timeout=120,
-        # No CLI configuration file is needed for fmt; avoid warnings about a missing one.
-        env={"PATH": "/usr/bin:/bin", "TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1"},
+        cwd=cwd,
+        # Offline: no CLI configuration, no version check, no prompts.
+        env={"PATH": "/usr/bin:/bin", "TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1", "TF_INPUT": "0"},
+    )
+
+
+def test_terraform_fmt():
+    proc = run_terraform("fmt", "-check", "-recursive", "-diff", str(TF_DIR), cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# Values CI passes with TF_VAR_* (placeholders; never committed in tfvars).
+CALLER_VARS = ["-var", "github_repository=owner/repo", "-var", "state_bucket=titanic-tfstate-example"]
+
+
+@pytest.fixture(scope="module")
+def variables_only_root(tmp_path_factory):
+    """variables.tf alone: needs no provider or module, so Terraform can plan it offline."""
+    root = tmp_path_factory.mktemp("tfvars")
+    shutil.copy(TF_DIR / "variables.tf", root)
+    proc = run_terraform("init", "-backend=false", cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return root
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_tfvars_pass_variable_types_and_validations(variables_only_root, env):
+    proc = run_terraform(
+        "plan", "-lock=false", f"-var-file={TF_DIR / 'envs' / f'{env}.tfvars'}", *CALLER_VARS, cwd=variables_only_root
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("github_repository=owner/*", "owner/name"),
+        ("db_engine_version=15", "PostgreSQL 16 or newer"),
+        ("node_max_size=0", "node_max_size must be >= node_min_size"),
+        ('node_instance_types=["m7i.large","m6i.large"]', "Graviton"),
+        ("db_instance_class=db.m7g.large", "db.t4g"),
+        ("log_retention_days=10", "CloudWatch Logs accepts"),
+        ("environment=staging", "environment must be"),
+    ],
+)
+def test_variable_validations_reject_bad_values(variables_only_root, override, message):
+    proc = run_terraform(
+        "plan",
+        "-lock=false",
+        f"-var-file={TF_DIR / 'envs' / 'dev.tfvars'}",
+        *CALLER_VARS,
+        "-var",
+        override,
+        cwd=variables_only_root,
+    )
+    assert proc.returncode != 0
+    assert message in re.sub(r"\s+", " ", proc.stderr + proc.stdout)
