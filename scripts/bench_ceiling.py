@@ -1,0 +1,24 @@
+"""The ceiling for scripts/bench: a bare WSGI app that answers with bytes captured from the real API.
+
+It runs under the same gunicorn config as the service, so the difference between the two is what
+Django, DRF, the middleware and the database cost. BENCH_CEILING_MAP names a JSON file mapping
+"METHOD path?query" to {"status": 200, "file": "<path of the body>"}.
+"""
+
+import json
+import os
+from pathlib import Path
+
+ROUTES = {
+    key: (f"{route['status']} X", Path(route["file"]).read_bytes())
+    for key, route in json.loads(Path(os.environ["BENCH_CEILING_MAP"]).read_text()).items()
+}
+
+
+def application(environ, start_response):
+    query = environ.get("QUERY_STRING")
+    status, body = ROUTES[f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}" + (f"?{query}" if query else "")]
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    if environ.get("wsgi.input"):
+        environ["wsgi.input"].read()  # a POST's body, as the real app reads it
+    return [body]
