@@ -18,16 +18,16 @@ help: ## list the targets
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements/base.txt -r requirements/dev.txt
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -r requirements/base.txt -r requirements/dev.txt
 	touch $@
 
 venv: $(VENV)/.installed ## the project's virtualenv (.venv)
 
 $(TOOLS)/.installed: requirements/tools.txt
 	test -x $(TOOLS)/bin/python || python3 -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS)/bin/python -m pip install --quiet -r requirements/tools.txt
+	$(TOOLS)/bin/python -m pip install -qq --upgrade pip
+	$(TOOLS)/bin/python -m pip install -qq -r requirements/tools.txt
 	touch $@
 
 tools: $(TOOLS)/.installed ## scanners and linters in their own virtualenv (.venv-tools)

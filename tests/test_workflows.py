@@ -315,7 +315,7 @@ url=${@: -1}
 echo "curl $url" >>"$FAKE_LOG"
 case $url in
     */people) python3 -c "import json; print(json.dumps([{'passengerId': i} for i in range($FAKE_PEOPLE)]))" ;;
-    */ready) exit "${FAKE_READY_RC:-0}" ;;
+    */) exit "${FAKE_WELCOME_RC:-0}" ;;
 esac
 """
 RENDERED = textwrap.dedent("""\
@@ -423,8 +423,7 @@ def test_deploy_pins_the_image_migrates_applies_waits_and_smoke_checks(deploy):
             "kubectl wait --for=condition=complete",
             "kubectl apply -k kustomize/overlays/dev",
             "kubectl rollout status deployment/titanic-api --namespace titanic-dev",
-            "curl https://titanic.example.test/health",
-            "curl https://titanic.example.test/ready",
+            "curl https://titanic.example.test/",
             "curl https://titanic.example.test/people",
         ],
     )
@@ -441,7 +440,7 @@ def test_deploy_pins_the_image_migrates_applies_waits_and_smoke_checks(deploy):
     [
         ({"fake_people": 886}, "returned 886 entries, expected 887"),
         ({"fake_rollout_rc": 1}, "failed"),
-        ({"fake_ready_rc": 22}, "failed"),
+        ({"fake_welcome_rc": 22}, "failed"),
         ({"fake_apply_rc": 1}, "failed"),
     ],
 )
