@@ -230,6 +230,13 @@ def test_every_alert_has_severity_annotations_and_a_runbook_section():
     assert {rule["labels"]["severity"] for rule in alerts()} == {"critical", "warning"}
 
 
+def test_runbook_links_to_its_own_sections_resolve():
+    markdown = RUNBOOK.read_text()
+    links = set(re.findall(r"\]\(#([^)]+)\)", markdown))
+    assert len(links) >= 5
+    assert links <= github_anchors(markdown), links - github_anchors(markdown)
+
+
 # --- the dashboard ---------------------------------------------------------------------------------
 
 
