@@ -6,6 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -93,19 +94,32 @@ class PassengerViewSet(
     throttle_classes = [WriteRateThrottle]
     lookup_field = "uuid"
 
-    def list(self, request, *args, **kwargs):
-        """Serve JSON from a cache keyed by the dataset version, so writes show up on the next read."""
-        queryset = self.filter_queryset(self.get_queryset())  # validates the query: 400 before any caching
+    def _cached_json(self, request, name, render):
+        """JSON bytes from a cache keyed by the dataset version and the query, so writes show up on the next read.
+
+        render() validates the query (400) before anything is cached, so a hit needs no validation.
+        """
         if not isinstance(request.accepted_renderer, JSONRenderer):
-            return self._list_response(queryset)
+            return render()
         query = sorted(request.query_params.lists())
-        key = f"people:{DatasetVersion.current()}:{hashlib.sha256(repr(query).encode()).hexdigest()}"
+        key = f"{name}:{DatasetVersion.current()}:{hashlib.sha256(repr(query).encode()).hexdigest()}"
         body = cache.get(key)
         if body is None:
-            response = self._list_response(queryset)
-            body = request.accepted_renderer.render(response.data, request.accepted_media_type)
+            body = request.accepted_renderer.render(render().data, request.accepted_media_type)
             cache.set(key, body, LIST_CACHE_SECONDS)
         return HttpResponse(body, content_type="application/json")
+
+    def list(self, request, *args, **kwargs):
+        return self._cached_json(
+            request, "people", lambda: self._list_response(self.filter_queryset(self.get_queryset()))
+        )
+
+    def retrieve(self, request, *args, **kwargs):
+        """One indexed lookup of the contract's fields; with query parameters, the filtered lookup as before."""
+        if request.query_params:
+            return super().retrieve(request, *args, **kwargs)
+        rows = Passenger.objects.values_list(*PERSON_FIELDS, named=True)
+        return Response(person(get_object_or_404(rows, uuid=kwargs[self.lookup_field])))
 
     def _list_response(self, queryset):
         rows = queryset.values_list(*PERSON_FIELDS, named=True)
@@ -122,4 +136,8 @@ class PassengerViewSet(
     )
     @action(detail=False, pagination_class=None)
     def stats(self, request):
-        return Response(survival_stats(queryset=self.filter_queryset(self.get_queryset()).order_by()))
+        return self._cached_json(
+            request,
+            "stats",
+            lambda: Response(survival_stats(queryset=self.filter_queryset(self.get_queryset()).order_by())),
+        )
