@@ -228,5 +228,8 @@ def test_compose_dev_override_mounts_the_source_and_reloads(compose, compose_dev
     assert api["environment"] == {"DJANGO_DEBUG": "1"}
     for name in ("api", "migrate", "loadcsv"):
         assert services[name]["volumes"] == ["..:/app:ro"]
+    # The smoke test runs this development mode too.
+    smoke = SMOKE.read_text()
+    assert '-e DJANGO_DEBUG=1 -v "$PWD:/app:ro" "$IMAGE" python manage.py runserver' in smoke
     servers = json.loads((REPO / "docker" / "pgadmin-servers.json").read_text())["Servers"]
     assert [server["Host"] for server in servers.values()] == ["db"]
