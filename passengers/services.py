@@ -1,7 +1,8 @@
 import csv
-import hashlib
 import math
+import re
 import uuid
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +33,7 @@ def survival_stats(*, queryset):
     by_class = queryset.values("passenger_class").annotate(**counts).order_by("passenger_class")
     by_sex = queryset.values("sex").annotate(**counts).order_by("sex")
     by_band = (
-        queryset.annotate(band=Floor(F("age") / AGE_BAND_YEARS))
-        .values("band")
-        .annotate(**counts)
-        .order_by("band")
+        queryset.annotate(band=Floor(F("age") / AGE_BAND_YEARS)).values("band").annotate(**counts).order_by("band")
     )
     stats = _survival(queryset.aggregate(**counts))
     stats["byClass"] = [{"passengerClass": row["passenger_class"], **_survival(row)} for row in by_class]
@@ -44,7 +42,12 @@ def survival_stats(*, queryset):
     for row in by_band:
         start = int(row["band"]) * AGE_BAND_YEARS
         stats["byAgeBand"].append(
-            {"ageBand": f"{start}-{start + AGE_BAND_YEARS - 1}", "ageFrom": start, "ageTo": start + AGE_BAND_YEARS, **_survival(row)}
+            {
+                "ageBand": f"{start}-{start + AGE_BAND_YEARS - 1}",
+                "ageFrom": start,
+                "ageTo": start + AGE_BAND_YEARS,
+                **_survival(row),
+            }
         )
     return stats
 
@@ -93,8 +96,12 @@ class LoadResult:
     errors: list = field(default_factory=list)
 
 
+INTEGER = re.compile(r"\s*-?[0-9]+\s*")
+NOT_UTF8 = re.compile("[\udc80-\udcff]")  # undecodable bytes, as the surrogateescape error handler maps them
+
+
 def _integer(text, minimum, maximum):
-    if not text.strip().lstrip("-").isdigit():
+    if not INTEGER.fullmatch(text):
         raise ValueError(f"{text!r} is not an integer")
     value = int(text)
     if not minimum <= value <= maximum:
@@ -104,10 +111,14 @@ def _integer(text, minimum, maximum):
 
 def _number(text, minimum, maximum=math.inf):
     try:
+        if not text.isascii() or "_" in text:  # float() also takes "1_0" and non-ASCII digits
+            raise ValueError
         value = float(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or not minimum <= value <= maximum:
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    if not minimum <= value <= maximum:
         raise ValueError(f"{text} is not between {minimum} and {maximum}")
     return value
 
@@ -118,12 +129,16 @@ def _choice(text, choices):
     return text
 
 
+NAME_MAX_LENGTH = Passenger._meta.get_field("name").max_length
+SEXES = Passenger.Sex.values
+
+
 def _name(text):
     name = text.strip()
     if not name:
         raise ValueError("must not be empty")
-    if len(name) > Passenger._meta.get_field("name").max_length:
-        raise ValueError(f"longer than {Passenger._meta.get_field('name').max_length} characters")
+    if len(name) > NAME_MAX_LENGTH:
+        raise ValueError(f"longer than {NAME_MAX_LENGTH} characters")
     if "\x00" in name:
         raise ValueError("contains a NUL character")
     return name
@@ -133,7 +148,7 @@ COLUMNS = [
     ("Survived", "survived", lambda text: _choice(text, ["0", "1"]) == "1"),
     ("Pclass", "passenger_class", lambda text: _integer(text, 1, 3)),
     ("Name", "name", _name),
-    ("Sex", "sex", lambda text: _choice(text, Passenger.Sex.values)),
+    ("Sex", "sex", lambda text: _choice(text, SEXES)),
     ("Age", "age", lambda text: _number(text, 0, AGE_MAX)),
     ("Siblings/Spouses Aboard", "siblings_or_spouses_aboard", lambda text: _integer(text, 0, SMALLINT_MAX)),
     ("Parents/Children Aboard", "parents_or_children_aboard", lambda text: _integer(text, 0, SMALLINT_MAX)),
@@ -141,20 +156,66 @@ COLUMNS = [
 ]
 
 
+def _not_utf8(text):
+    """A reason when the text holds bytes that are not UTF-8, else None."""
+    bad = not text.isascii() and NOT_UTF8.search(text)  # isascii() is O(1): clean rows cost next to nothing
+    return f"not valid UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x})" if bad else None
+
+
+class _SeenNames:
+    """The names read so far, as 32-bit fingerprints in an open-addressing table.
+
+    About 8 bytes a name (a Python set of strings or ints would take 60-100, more than the CSV
+    text), so a big file streams. Two different names sharing a fingerprint is harmless: the
+    later one is numbered like a repeated name, which is just as unique and stable.
+    """
+
+    def __init__(self):
+        self._slots = array("I", bytes(4 * 4096))
+        self._used = 0
+
+    def add(self, fingerprint):
+        """Record a fingerprint (1 to 2**32 - 1: zero marks a free slot); return whether it was there."""
+        slots, mask = self._slots, len(self._slots) - 1
+        index = fingerprint & mask
+        while slots[index]:
+            if slots[index] == fingerprint:
+                return True
+            index = (index + 1) & mask
+        slots[index] = fingerprint
+        self._used += 1
+        if 3 * self._used > 2 * len(slots):  # keep it at most two-thirds full
+            old, self._slots, self._used = slots, array("I", bytes(8 * len(slots))), 0
+            for kept in old:
+                if kept:
+                    self.add(kept)
+        return False
+
+
 def _parse_rows(path):
     """Yield (line number, fields or None, errors) for each data row, reading the file as a stream.
 
     The passenger's identity is derived from its name (and how often that name was seen before in
-    the file), so loading the same file again finds the same passengers.
+    the file), so loading the same file again finds the same passengers. Bytes that are not UTF-8
+    are kept (as surrogates) and reported on the row and column they are in.
     """
-    seen_names, repeats = set(), {}
-    with open(path, newline="", encoding="utf-8-sig") as stream:
+    seen, repeats = _SeenNames(), {}
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as stream:
         reader = csv.reader(stream)
         header = next(reader, None)
         if header != CSV_HEADER:
-            yield 1, None, [RowError(1, "header", f"expected {','.join(CSV_HEADER)!r}, found {','.join(header or [])!r}")]
+            found = ",".join(header or [])
+            reason = _not_utf8(found) or f"expected {','.join(CSV_HEADER)!r}, found {found!r}"
+            yield 1, None, [RowError(1, "header", reason)]
             return
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:  # the reader carries on with the next line
+                yield reader.line_num, None, [RowError(reader.line_num, "*", f"unreadable: {error}")]
+                continue
             line = reader.line_num
             if not row:
                 continue
@@ -162,35 +223,32 @@ def _parse_rows(path):
                 yield line, None, [RowError(line, "*", f"expected {len(CSV_HEADER)} columns, found {len(row)}")]
                 continue
             fields, errors = {}, []
-            for (column, name, parse), text in zip(COLUMNS, row):
+            for (column, name, parse), text in zip(COLUMNS, row, strict=True):
                 try:
+                    reason = _not_utf8(text)
+                    if reason:
+                        raise ValueError(reason)
                     fields[name] = parse(text)
                 except ValueError as error:
                     errors.append(RowError(line, column, str(error)))
             if errors:
                 yield line, None, errors
                 continue
-            key = int.from_bytes(hashlib.blake2b(fields["name"].encode(), digest_size=8).digest())
-            occurrence = repeats.get(key, 1) if key in seen_names else 0
-            if occurrence:
-                repeats[key] = occurrence + 1
-            seen_names.add(key)
-            identity = fields["name"] if occurrence == 0 else f"{fields['name']}\n{occurrence}"
-            fields["uuid"] = uuid.uuid5(PASSENGER_NAMESPACE, identity)
+            identity = uuid.uuid5(PASSENGER_NAMESPACE, fields["name"])
+            if seen.add(identity.int & 0xFFFF_FFFF or 1):
+                occurrence = repeats[identity] = repeats.get(identity, 0) + 1
+                identity = uuid.uuid5(PASSENGER_NAMESPACE, f"{fields['name']}\n{occurrence}")
+            fields["uuid"] = identity
             yield line, fields, []
 
 
 def validate_csv(path):
     """Check every row; return the number of valid rows or raise InvalidCSV listing the bad ones."""
-    rows, errors, total_errors, line = 0, [], 0, 1
-    try:
-        for line, fields, row_errors in _parse_rows(path):
-            rows += fields is not None
-            total_errors += len(row_errors)
-            errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
-    except (csv.Error, UnicodeDecodeError) as error:
-        total_errors += 1
-        errors.append(RowError(line + 1, "*", f"unreadable: {error}"))
+    rows, errors, total_errors = 0, [], 0
+    for _line, fields, row_errors in _parse_rows(path):
+        rows += fields is not None
+        total_errors += len(row_errors)
+        errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
     if total_errors:
         raise InvalidCSV(errors, total_errors)
     return rows
@@ -214,7 +272,7 @@ def load_passengers_csv(*, path: Path, overwrite: bool = False, dry_run: bool = 
         existing = Passenger.objects.filter(uuid__in=uuids).count()
         if overwrite:
             Passenger.objects.bulk_create(
-                batch, update_conflicts=True, unique_fields=["uuid"], update_fields=UPDATABLE_FIELDS + ["updated_at"]
+                batch, update_conflicts=True, unique_fields=["uuid"], update_fields=[*UPDATABLE_FIELDS, "updated_at"]
             )
             result.updated += existing
         else:
@@ -225,7 +283,9 @@ def load_passengers_csv(*, path: Path, overwrite: bool = False, dry_run: bool = 
             progress(len(batch))
         batch.clear()
 
-    for _line, fields, _errors in _parse_rows(path):
+    for _line, fields, row_errors in _parse_rows(path):
+        if row_errors:  # the file changed after it was validated
+            raise InvalidCSV(row_errors, len(row_errors))
         batch.append(Passenger(**fields))
         if len(batch) == BATCH_SIZE:
             flush()

@@ -28,6 +28,8 @@ class Command(BaseCommand):
             result = load_passengers_csv(path=path, overwrite=overwrite, dry_run=dry_run, progress=bar.update)
         except FileNotFoundError:
             raise CommandError(f"{path}: no such file") from None
+        except OSError as error:  # a directory, no permission, ...
+            raise CommandError(f"{path}: cannot read: {error.strerror or error}") from None
         except InvalidCSV as invalid:
             for error in invalid.errors:
                 self.stderr.write(f"{path}: {error}")
