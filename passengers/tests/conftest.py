@@ -1,5 +1,8 @@
+from io import StringIO
+
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -72,3 +75,9 @@ def person_data():
         "parentsOrChildrenAboard": 0,
         "fare": 7.25,
     }
+
+
+@pytest.fixture
+def loaded_passengers(db):
+    """The real dataset (fixtures/titanic.csv), loaded as `manage.py loadcsv` loads it."""
+    call_command("loadcsv", stdout=StringIO())
