@@ -1,5 +1,6 @@
 """Settings for the Titanic API, read from the environment (see .env.example)."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -156,5 +157,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "PREPROCESSING_HOOKS": ["passengers.schema.contract_paths"],
 }
+
+# Prometheus multiprocess mode (gunicorn sets it for the server); one-off commands given the same
+# variable need the directory to exist too.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 LOGGING = logging_config(env("LOG_FORMAT", default="text"), env("LOG_LEVEL", default="INFO"))
