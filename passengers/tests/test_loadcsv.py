@@ -3,6 +3,8 @@
 import csv
 import os
 import pty
+import subprocess
+import sys
 import time
 import tracemalloc
 from io import StringIO
@@ -339,6 +341,27 @@ def test_a_progress_bar_on_a_terminal(db, tmp_path, capsys):
         os.close(terminal)
     assert "3 rows, 3 created" in summary
     assert "\r3 rows [" in capsys.readouterr().err  # tqdm's bar: "3 rows [00:00, 1234.56 rows/s]"
+
+
+def test_the_command_line(tmp_path):
+    """The real command in its own process, as an operator or a Kubernetes Job runs it (stdout a pipe)."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}", "PYTHONUNBUFFERED": "1"}
+
+    def manage(*args):
+        command = [sys.executable, "manage.py", *map(str, args)]
+        return subprocess.run(command, cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+
+    assert manage("migrate", "--noinput").returncode == 0
+    loaded = manage("loadcsv")
+    bad = manage("loadcsv", write_csv(tmp_path, [GOOD_ROWS[0], BAD_ROWS["age-nan"][0]]))
+
+    assert loaded.returncode == 0
+    assert f"Loaded {REAL_CSV}: 887 rows, 887 created, 0 updated, 0 unchanged" in loaded.stdout.splitlines()
+    assert loaded.stderr == ""  # no progress bar: stdout is not a terminal
+    assert bad.returncode == 1
+    assert f"{tmp_path / 'data.csv'}: line 3, column Age: 'NaN' is not a finite number" in bad.stderr
+    assert "1 bad row(s); nothing was loaded" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 # --- a big file streams ----------------------------------------------------------------------
