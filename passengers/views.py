@@ -2,6 +2,7 @@ import hashlib
 
 from django.core.cache import cache
 from django.http import HttpResponse
+from django.utils.cache import set_response_etag
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
@@ -103,11 +104,17 @@ class PassengerViewSet(
             return render()
         query = sorted(request.query_params.lists())
         key = f"{name}:{DatasetVersion.current()}:{hashlib.sha256(repr(query).encode()).hexdigest()}"
-        body = cache.get(key)
-        if body is None:
-            body = request.accepted_renderer.render(render().data, request.accepted_media_type)
-            cache.set(key, body, LIST_CACHE_SECONDS)
-        return HttpResponse(body, content_type="application/json")
+        cached = cache.get(key)
+        if cached is None:
+            response = HttpResponse(
+                request.accepted_renderer.render(render().data, request.accepted_media_type),
+                content_type="application/json",
+            )
+            set_response_etag(response)  # hashed once, not per request by ConditionalGetMiddleware
+            cache.set(key, (response.content, response["ETag"]), LIST_CACHE_SECONDS)
+            return response
+        body, etag = cached
+        return HttpResponse(body, content_type="application/json", headers={"ETag": etag})
 
     def list(self, request, *args, **kwargs):
         return self._cached_json(
