@@ -83,7 +83,7 @@ class InvalidCSV(Exception):
     def __init__(self, errors, total_errors):
         self.errors = errors
         self.total_errors = total_errors
-        super().__init__(f"{total_errors} bad row(s)")
+        super().__init__(f"{total_errors} error(s)")
 
 
 @dataclass

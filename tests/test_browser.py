@@ -155,11 +155,6 @@ def test_redoc_renders_offline(page, live_server, screenshots):
     assert page.errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drf-spectacular's redoc.html links Google Fonts, and the Redoc bundle shows Redocly's logo from "
-    "cdn.redoc.ly: needs a template override without the font links and a CSP such as img-src 'self' data:",
-)
 def test_redoc_asks_no_outside_host(page, live_server):
     page.goto("/api/redoc/")
     expect(page.get_by_role("heading", name="List passengers")).to_be_visible()

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.http import JsonResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularRedocView
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
@@ -37,6 +38,17 @@ def welcome(request):
             "schema": reverse("schema", request=request),
         }
     )
+
+
+class OfflineRedocView(SpectacularRedocView):
+    """Redoc from the sidecar assets only: no web fonts, and the bundle's remote logo is blocked."""
+
+    template_name = "api_docs/redoc.html"
+
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        response["Content-Security-Policy"] = "img-src 'self' data:; font-src 'self' data:; connect-src 'self'"
+        return response
 
 
 def _error_handler(status, detail):

@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"{path}: {error}")
             if invalid.total_errors > len(invalid.errors):
                 self.stderr.write(f"... and {invalid.total_errors - len(invalid.errors)} more")
-            raise CommandError(f"{path}: {invalid.total_errors} bad row(s); nothing was loaded") from None
+            raise CommandError(f"{path}: {invalid.total_errors} error(s); nothing was loaded") from None
         finally:
             bar.close()
         summary = (
