@@ -242,30 +242,20 @@ def _parse_rows(path):
             yield line, fields, []
 
 
-def validate_csv(path):
-    """Check every row; return the number of valid rows or raise InvalidCSV listing the bad ones."""
-    rows, errors, total_errors = 0, [], 0
-    for _line, fields, row_errors in _parse_rows(path):
-        rows += fields is not None
-        total_errors += len(row_errors)
-        errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
-    if total_errors:
-        raise InvalidCSV(errors, total_errors)
-    return rows
-
-
 UPDATABLE_FIELDS = [name for _column, name, _parse in COLUMNS]
 
 
 @transaction.atomic
 def load_passengers_csv(*, path: Path, overwrite: bool = False, dry_run: bool = False, progress=None) -> LoadResult:
-    """Validate the whole file, then load it in one transaction.
+    """Load the file in one transaction, all of it or nothing.
 
-    New passengers are created; ones already loaded keep any edits made since, unless
-    ``overwrite`` asks for the file's values. Raises InvalidCSV (and changes nothing) on any bad row.
+    Every row is checked; good rows are written in batches as the file streams by. On any bad row
+    writing stops, the rest of the file is still checked, and InvalidCSV (listing every bad row)
+    rolls the transaction back. New passengers are created; ones already loaded keep any edits made
+    since, unless ``overwrite`` asks for the file's values.
     """
-    result = LoadResult(rows=validate_csv(path), dry_run=dry_run)
-    batch = []
+    result = LoadResult(dry_run=dry_run)
+    errors, total_errors, batch = [], 0, []
 
     def flush():
         uuids = [passenger.uuid for passenger in batch]
@@ -284,11 +274,18 @@ def load_passengers_csv(*, path: Path, overwrite: bool = False, dry_run: bool = 
         batch.clear()
 
     for _line, fields, row_errors in _parse_rows(path):
-        if row_errors:  # the file changed after it was validated
-            raise InvalidCSV(row_errors, len(row_errors))
+        if row_errors:
+            total_errors += len(row_errors)
+            errors.extend(row_errors[: MAX_REPORTED_ERRORS - len(errors)])
+            continue
+        result.rows += 1
+        if total_errors:  # nothing will be kept: only check the rest
+            continue
         batch.append(Passenger(**fields))
         if len(batch) == BATCH_SIZE:
             flush()
+    if total_errors:
+        raise InvalidCSV(errors, total_errors)  # leaving the atomic block rolls back what was written
     if batch:
         flush()
     DatasetVersion.bump()

@@ -289,7 +289,7 @@ def test_every_bad_row_is_reported(existing, tmp_path):
 
 def test_the_report_is_capped_but_counts_every_error(existing, tmp_path):
     path = write_csv(tmp_path, [BAD_ROWS["class-4"][0]] * 1005)
-    with pytest.raises(CommandError, match="1005 bad row"):
+    with pytest.raises(CommandError, match="1005 error"):
         loadcsv(path)
 
 
