@@ -45,6 +45,7 @@ class OfflineRedocView(SpectacularRedocView):
 
     template_name = "api_docs/redoc.html"
 
+    @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):
         response = super().get(request, *args, **kwargs)
         response["Content-Security-Policy"] = "img-src 'self' data:; font-src 'self' data:; connect-src 'self'"
