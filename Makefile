@@ -69,7 +69,7 @@ migrations-check: venv ## fail if models and migrations disagree
 hadolint: tools ## lint the Dockerfile
 	$(TOOLS)/bin/hadolint docker/Dockerfile
 
-secrets-scan: tools ## detect-secrets against the committed baseline
+secrets-scan: venv ## detect-secrets against the committed baseline
 	scripts/secrets-scan
 
 k8s-check: venv tools ## render, validate and policy-scan the Kustomize overlays

@@ -161,7 +161,8 @@ def test_env_example_documents_every_variable_the_app_reads():
 
     root = Path(REPO)
     read = set(re.findall(r'env(?:\.\w+)?\("([A-Z_]+)"', (root / "titanic/settings.py").read_text()))
-    read |= set(re.findall(r'(?:environ\.get|setdefault)\("([A-Z_]+)"', (root / "titanic/gunicorn.conf.py").read_text()))
+    gunicorn_conf = (root / "titanic/gunicorn.conf.py").read_text()
+    read |= set(re.findall(r'(?:environ\.get|setdefault)\("([A-Z_]+)"', gunicorn_conf))
     documented = set(re.findall(r"^([A-Z_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
     assert read
     assert read == documented
