@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -262,7 +263,7 @@ def secrets_scan_in(tmp_path, files):
         (tmp_path / name).write_text(text)
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
-    hook_dir = str(Path(tool_path("detect-secrets-hook")).parent)
+    hook_dir = str(Path(sys.executable).parent)  # detect-secrets lives in the main virtualenv
     env = {**os.environ, "PATH": hook_dir + os.pathsep + os.environ["PATH"]}
     return subprocess.run(["scripts/secrets-scan"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
