@@ -470,6 +470,13 @@ def test_ingress_routes_the_public_urls_only(overlay):
             assert backend["port"]["name"] in {port["name"] for port in service["spec"]["ports"]}
 
 
+def test_prod_ingress_sits_behind_the_waf(overlay):
+    """Terraform creates the WAF web ACL for prod only (enable_waf)."""
+    annotations = one(overlay, "Ingress", "titanic-api")["metadata"]["annotations"]
+    waf = annotations.get("alb.ingress.kubernetes.io/wafv2-acl-arn")
+    assert waf.startswith("arn:aws:wafv2:") if overlay == "prod" else waf is None
+
+
 def test_ingress_path_matching_is_not_vacuous(overlay):
     exact = {"spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Exact"}]}}]}}
     prefix = {"spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix"}]}}]}}
