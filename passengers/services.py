@@ -3,7 +3,7 @@ import math
 import re
 import uuid
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import transaction
@@ -93,7 +93,6 @@ class LoadResult:
     updated: int = 0
     unchanged: int = 0
     dry_run: bool = False
-    errors: list = field(default_factory=list)
 
 
 INTEGER = re.compile(r"\s*-?[0-9]+\s*")

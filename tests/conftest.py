@@ -15,8 +15,3 @@ def tool_path(name):
     if not found:
         pytest.fail(f"{name} is not installed: run `make tools` / `make system-packages`")
     return found
-
-
-@pytest.fixture(scope="session")
-def repo():
-    return REPO

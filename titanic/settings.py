@@ -142,7 +142,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "passengers.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"write": env("TITANIC_WRITE_THROTTLE_RATE", default="120/min")},
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
 SPECTACULAR_SETTINGS = {
