@@ -5,6 +5,7 @@ from django.db import connection, models
 from django.db.models import F, Q
 
 AGE_MAX = 150
+SMALLINT_MAX = 32767  # PositiveSmallIntegerField's ceiling on PostgreSQL
 
 
 class Passenger(models.Model):

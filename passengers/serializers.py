@@ -1,9 +1,7 @@
 from django.http import QueryDict
 from rest_framework import serializers
 
-from passengers.models import AGE_MAX, Passenger
-
-SMALLINT_MAX = 32767
+from passengers.models import AGE_MAX, SMALLINT_MAX, Passenger
 
 
 def person(passenger):

@@ -10,8 +10,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Floor
 
-from passengers.models import AGE_MAX, DatasetVersion, Passenger
-from passengers.serializers import SMALLINT_MAX
+from passengers.models import AGE_MAX, SMALLINT_MAX, DatasetVersion, Passenger
 
 AGE_BAND_YEARS = 10
 

@@ -38,7 +38,8 @@ def logging_config(log_format="text", level="INFO"):
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
-            # Our request log replaces these per-request lines.
+            # Our request log replaces these per-request lines (django.request keeps 5xx tracebacks).
+            "django.request": {"level": "ERROR"},
             "django.server": {"level": "ERROR"},
             "gunicorn.access": {"level": "ERROR"},
             "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
