@@ -5,7 +5,7 @@ from passengers.models import AGE_MAX, SMALLINT_MAX, Passenger
 
 
 def person(passenger):
-    """The contract's JSON form of a passenger (a model instance or a named values_list row)."""
+    """The contract's JSON form of a passenger (a model instance or a PersonRow)."""
     age = passenger.age
     return {
         "uuid": str(passenger.uuid),
@@ -18,19 +18,6 @@ def person(passenger):
         "parentsOrChildrenAboard": passenger.parents_or_children_aboard,
         "fare": float(passenger.fare),
     }
-
-
-PERSON_FIELDS = (
-    "uuid",
-    "survived",
-    "passenger_class",
-    "name",
-    "sex",
-    "age",
-    "siblings_or_spouses_aboard",
-    "parents_or_children_aboard",
-    "fare",
-)
 
 
 class StrictJSONTypes:

@@ -2,22 +2,21 @@ import hashlib
 
 from django.core.cache import cache
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.utils.cache import set_response_etag
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 
 from passengers.filters import PassengerFilter
-from passengers.models import DatasetVersion, Passenger
+from passengers.models import PERSON_FIELDS, DatasetVersion, Passenger
 from passengers.pagination import OptInLimitOffsetPagination
-from passengers.serializers import PERSON_FIELDS, PassengerSerializer, StatsSerializer, person
+from passengers.serializers import PassengerSerializer, StatsSerializer, person
 from passengers.services import survival_stats
 
 LIST_CACHE_SECONDS = 300
@@ -124,8 +123,10 @@ class PassengerViewSet(
 
     def retrieve(self, request, *args, **kwargs):
         """One indexed lookup of the contract's fields (the list's filters do not apply to one person)."""
-        rows = Passenger.objects.values_list(*PERSON_FIELDS, named=True)
-        return Response(person(get_object_or_404(rows, uuid=kwargs[self.lookup_field])))
+        row = Passenger.person_row(kwargs[self.lookup_field])
+        if row is None:
+            raise Http404("No Passenger matches the given query.")  # the words of the other 404s
+        return Response(person(row))
 
     # A write and the dataset-version bump its signal makes commit together.
     @transaction.atomic
