@@ -16,9 +16,9 @@ from titanic.logging import logging_config  # noqa: E402
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-# One thread per worker: requests are CPU-bound in Python, and with 4 threads they queued for the
-# GIL (p99 at 8 connections 25-55 ms instead of 9-14 ms, docs/performance.md). gthread still keeps
-# idle keep-alive connections without holding the thread.
+# One thread per worker: requests are CPU-bound in Python, and with 4 threads they queued for
+# the GIL (p99 at 8 connections mostly 25-35 ms instead of 9-16 ms, docs/performance.md).
+# gthread still keeps idle keep-alive connections without holding the thread.
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 worker_class = "gthread"
 worker_tmp_dir = "/dev/shm"
