@@ -1,3 +1,4 @@
+import functools
 import uuid
 from collections import namedtuple
 
@@ -78,14 +79,17 @@ class Passenger(models.Model):
             key = uuid.UUID(key)
         except ValueError:
             return None
-        columns = [cls._meta.get_field(name).column for name in PERSON_FIELDS[1:]]
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {', '.join(columns)} FROM {cls._meta.db_table} WHERE uuid = %s",
-                [cls._meta.pk.get_db_prep_value(key, connection)],
-            )
+            cursor.execute(_person_row_sql(), [cls._meta.pk.get_db_prep_value(key, connection)])
             row = cursor.fetchone()
         return None if row is None else PersonRow(key, *row)
+
+
+@functools.cache
+def _person_row_sql():
+    meta = Passenger._meta
+    columns = ", ".join(meta.get_field(name).column for name in PERSON_FIELDS[1:])
+    return f"SELECT {columns} FROM {meta.db_table} WHERE {meta.pk.column} = %s"
 
 
 class DatasetVersion(models.Model):
