@@ -1,25 +1,18 @@
-import hashlib
-
-from django.core.cache import cache
 from django.db import transaction
-from django.http import Http404, HttpResponse
-from django.utils.cache import set_response_etag
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import SAFE_METHODS
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 
 from passengers.filters import PassengerFilter
-from passengers.models import PERSON_FIELDS, DatasetVersion, Passenger
+from passengers.models import PERSON_FIELDS, Passenger
 from passengers.pagination import OptInLimitOffsetPagination
 from passengers.serializers import PassengerSerializer, StatsSerializer, person
 from passengers.services import survival_stats
-
-LIST_CACHE_SECONDS = 300
 
 
 class WriteRateThrottle(SimpleRateThrottle):
@@ -95,31 +88,12 @@ class PassengerViewSet(
     throttle_classes = [WriteRateThrottle]
     lookup_field = "uuid"
 
-    def _cached_json(self, request, name, render):
-        """JSON bytes from a cache keyed by the dataset version and the query, so writes show up on the next read.
-
-        render() validates the query (400) before anything is cached, so a hit needs no validation.
-        """
-        if not isinstance(request.accepted_renderer, JSONRenderer):
-            return render()
-        query = sorted(request.query_params.lists())
-        key = f"{name}:{DatasetVersion.current()}:{hashlib.sha256(repr(query).encode()).hexdigest()}"
-        cached = cache.get(key)
-        if cached is None:
-            response = HttpResponse(
-                request.accepted_renderer.render(render().data, request.accepted_media_type),
-                content_type="application/json",
-            )
-            set_response_etag(response)  # hashed once, not per request by ConditionalGetMiddleware
-            cache.set(key, (response.content, response["ETag"]), LIST_CACHE_SECONDS)
-            return response
-        body, etag = cached
-        return HttpResponse(body, content_type="application/json", headers={"ETag": etag})
-
     def list(self, request, *args, **kwargs):
-        return self._cached_json(
-            request, "people", lambda: self._list_response(self.filter_queryset(self.get_queryset()))
-        )
+        rows = self.filter_queryset(self.get_queryset()).values_list(*PERSON_FIELDS, named=True)
+        page = self.paginate_queryset(rows)
+        if page is not None:
+            return self.get_paginated_response([person(row) for row in page])
+        return Response([person(row) for row in rows])
 
     def retrieve(self, request, *args, **kwargs):
         """One indexed lookup of the contract's fields (the list's filters do not apply to one person)."""
@@ -141,13 +115,6 @@ class PassengerViewSet(
     def perform_destroy(self, instance):
         instance.delete()
 
-    def _list_response(self, queryset):
-        rows = queryset.values_list(*PERSON_FIELDS, named=True)
-        page = self.paginate_queryset(rows)
-        if page is not None:
-            return self.get_paginated_response([person(row) for row in page])
-        return Response([person(row) for row in rows])
-
     @extend_schema(
         summary="Survival statistics",
         description="Counts and survival rates overall, by class, by sex and by 10-year age band. "
@@ -156,8 +123,4 @@ class PassengerViewSet(
     )
     @action(detail=False, pagination_class=None)
     def stats(self, request):
-        return self._cached_json(
-            request,
-            "stats",
-            lambda: Response(survival_stats(queryset=self.filter_queryset(self.get_queryset()).order_by())),
-        )
+        return Response(survival_stats(queryset=self.filter_queryset(self.get_queryset()).order_by()))

@@ -432,10 +432,13 @@ def drive_traffic(app, proxy):
         assert get("/people/stats").status_code == 200
 
     def slow(count):
-        proxy.delay = 0.6  # each message to PostgreSQL waits 0.6 s: /people/stats (2+ round trips) takes over 1 s
+        proxy.delay = 0.6  # each message to PostgreSQL waits 0.6 s: an uncached /people/stats (5 round trips) > 1 s
         try:
             results = []
-            threads = [threading.Thread(target=lambda: results.append(get("/people/stats"))) for _ in range(count)]
+            threads = [
+                threading.Thread(target=lambda: results.append(get(f"/people/stats?search={uuid.uuid4()}")))
+                for _ in range(count)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:

@@ -167,7 +167,7 @@ def scrape(server, metric, **labels):
 
 def test_one_scrape_counts_the_requests_of_every_worker(server):
     people = requests.get(server.url + "/people", headers={"X-Forwarded-Proto": "https"}, timeout=10).json()
-    before = scrape(server, "django_http_requests_total_by_view_transport_method_total", view="people-detail")
+    before = scrape(server, "django_http_responses_total_by_status_view_method_total", view="people-detail")
     pids = set()
     requests_sent = 90
     for person in people[:requests_sent]:
@@ -178,7 +178,7 @@ def test_one_scrape_counts_the_requests_of_every_worker(server):
             timeout=10,
         )
         assert response.status_code == 200
-    after = scrape(server, "django_http_requests_total_by_view_transport_method_total", view="people-detail")
+    after = scrape(server, "django_http_responses_total_by_status_view_method_total", view="people-detail")
     assert after - before == requests_sent
     metrics_dir = Path(server.env["PROMETHEUS_MULTIPROC_DIR"])
     pids = {m.group(1) for f in metrics_dir.iterdir() if (m := re.search(r"_(\d+)\.db$", f.name))}

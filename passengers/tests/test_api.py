@@ -533,13 +533,58 @@ def test_a_write_changes_the_list_and_its_etag_at_once(client, editor_client, cr
     assert after.content != before.content
 
 
-def test_cached_list_is_identical_to_a_fresh_render(client, crowd):
+@pytest.fixture
+def empty_cache():
     from django.core.cache import cache
 
     cache.clear()
-    fresh = client.get("/people?ordering=age").content
-    cached = client.get("/people?ordering=age").content
-    assert fresh == cached
+
+
+def _headers(response):
+    return {name: value for name, value in response.items() if name != "X-Request-ID"}
+
+
+@pytest.mark.parametrize("path", ["/people?ordering=age", "/people/stats?sex=female"])
+def test_a_repeated_anonymous_read_gets_the_very_same_response_from_the_cache(
+    client, crowd, empty_cache, path, django_assert_num_queries
+):
+    fresh = client.get(path)
+    with django_assert_num_queries(1) as queries:
+        cached = client.get(path)
+    assert "passengers_datasetversion" in queries.captured_queries[0]["sql"]  # nothing else runs
+    assert (cached.status_code, _headers(cached), cached.content) == (fresh.status_code, _headers(fresh), fresh.content)
+    assert cached["ETag"] and cached["X-Request-ID"] != fresh["X-Request-ID"]
+
+
+def test_cached_reads_are_counted_by_view_like_the_others(client, crowd, empty_cache):
+    from prometheus_client import REGISTRY
+
+    sample = "django_http_responses_total_by_status_view_method_total"
+    labels = {"status": "200", "view": "people-list", "method": "GET"}
+    before = REGISTRY.get_sample_value(sample, labels) or 0
+    client.get("/people")
+    client.get("/people")
+    assert REGISTRY.get_sample_value(sample, labels) == before + 2
+
+
+def test_reads_with_credentials_are_never_answered_from_the_cache(client, editor_client, crowd, empty_cache):
+    client.get("/people")  # cached for anonymous readers
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert client.get("/people").status_code == 401
+    client.credentials()
+    client.cookies["sessionid"] = "not-a-real-session"
+    assert client.get("/people").status_code == 200
+    assert editor_client.get("/people").json() == client.get("/people").json()
+
+
+def test_the_cache_keeps_each_representation_and_host_apart(client, crowd, empty_cache):
+    client.get("/people")
+    html = client.get("/people", HTTP_ACCEPT="text/html")
+    assert html.status_code == 200 and html["Content-Type"].startswith("text/html")
+    assert client.get("/people", HTTP_HOST="evil.example").status_code == 400
+    bad = client.get("/people?passengerClass=9")
+    assert bad.status_code == 400 and client.get("/people?passengerClass=9").status_code == 400
+    assert client.head("/people")["Content-Type"] == "application/json"
 
 
 # --- API documentation --------------------------------------------------------------------------------

@@ -166,3 +166,44 @@ def test_env_example_documents_every_variable_the_app_reads():
     documented = set(re.findall(r"^([A-Z_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
     assert read
     assert read == documented
+
+
+@pytest.fixture
+def own_connection(db):
+    """A second connection to the test database, outside the test's transaction."""
+    from django.db import connections
+
+    own = connections.create_connection("default")
+    if own.vendor != "postgresql":
+        pytest.skip("the health check is PostgreSQL's")
+    yield own
+    own.close()
+
+
+def _backend_pid(wrapper):
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def test_health_check_skips_the_round_trip_while_the_server_is_silent(own_connection, monkeypatch):
+    checks = []
+    usable = type(own_connection).is_usable
+    monkeypatch.setattr(type(own_connection), "is_usable", lambda self: checks.append(self) or usable(self))
+    first = _backend_pid(own_connection)
+    own_connection.close_if_unusable_or_obsolete()  # what Django does as each request starts
+    assert _backend_pid(own_connection) == first
+    assert checks == []
+
+
+def test_health_check_reconnects_after_the_server_closed_the_connection(own_connection):
+    import select
+
+    from django.db import connection
+
+    first = _backend_pid(own_connection)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+    assert select.select([own_connection.connection.fileno()], [], [], 5)[0]  # the server's goodbye arrived
+    own_connection.close_if_unusable_or_obsolete()
+    assert _backend_pid(own_connection) != first  # the next query works, on a new connection

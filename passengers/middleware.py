@@ -1,0 +1,75 @@
+import hashlib
+
+from django.core.cache import cache
+from django.db import DatabaseError
+from django.http import HttpResponse
+from django.urls import Resolver404, resolve
+from django.utils.cache import cc_delim_re, get_conditional_response
+
+from passengers.models import DatasetVersion
+
+CACHED_VIEWS = {"people-list", "people-stats"}
+CACHE_SECONDS = 300
+# What an anonymous answer of those views can depend on, besides the path and query string.
+KEY_HEADERS = ("HTTP_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_ACCEPT")
+CREDENTIALS = ("HTTP_AUTHORIZATION", "HTTP_COOKIE")
+
+
+class CachedReadsMiddleware:
+    """Answer repeated anonymous GETs of the list and the stats with the response the first one got.
+
+    The first request goes through everything below this middleware (sessions, CSRF, DRF's
+    authentication and content negotiation, filters, rendering, headers) and its whole response is
+    stored under the dataset version read before it ran; the same request then gets that response
+    back (or a 304) without going through any of it. Every write bumps the version in its own
+    transaction, so the next read from any worker or pod renders afresh.
+
+    Requests with credentials always go the whole way: a bad token is a 401 even on a GET.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        key = self._key(request)
+        if key is None:
+            return self.get_response(request)
+        cached = cache.get(key)
+        if cached is None:
+            response = self.get_response(request)
+            if _reusable(response):
+                cache.set(key, (response.content, list(response.items())), CACHE_SECONDS)
+            return response
+        content, headers = cached
+        response = HttpResponse(content, headers=headers)
+        return get_conditional_response(request, etag=response["ETag"], response=response)
+
+    def _key(self, request):
+        meta = request.META
+        if request.method != "GET" or any(meta.get(name) for name in CREDENTIALS):
+            return None
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return None
+        if match.view_name not in CACHED_VIEWS:
+            return None
+        try:
+            version = DatasetVersion.current()
+        except DatabaseError:
+            return None  # the view reports it, as a 503
+        request.resolver_match = match  # the metrics label cached answers by view, too
+        varies = (request.path_info, meta.get("QUERY_STRING", ""), *(meta.get(name) for name in KEY_HEADERS))
+        return f"response:{version}:{hashlib.sha256(repr(varies).encode()).hexdigest()}"
+
+
+def _reusable(response):
+    vary = {header.lower() for header in cc_delim_re.split(response.get("Vary", "")) if header}
+    return (
+        response.status_code == 200
+        and response.get("Content-Type") == "application/json"
+        and not response.streaming
+        and not response.cookies
+        and "ETag" in response
+        and vary <= {"accept", "cookie"}  # cookie: only requests without any are cached
+    )
