@@ -1,9 +1,10 @@
+import functools
 import hashlib
 
 from django.core.cache import cache
 from django.db import DatabaseError
 from django.http import HttpResponse
-from django.urls import Resolver404, resolve
+from django.urls import resolve, reverse
 from django.utils.cache import cc_delim_re, get_conditional_response
 
 from passengers.models import DatasetVersion
@@ -46,21 +47,24 @@ class CachedReadsMiddleware:
 
     def _key(self, request):
         meta = request.META
-        if request.method != "GET" or any(meta.get(name) for name in CREDENTIALS):
-            return None
-        try:
-            match = resolve(request.path_info)
-        except Resolver404:
-            return None
-        if match.view_name not in CACHED_VIEWS:
+        if (
+            request.method != "GET"
+            or request.path_info not in _cached_paths()
+            or any(meta.get(name) for name in CREDENTIALS)
+        ):
             return None
         try:
             version = DatasetVersion.current()
         except DatabaseError:
             return None  # the view reports it, as a 503
-        request.resolver_match = match  # the metrics label cached answers by view, too
+        request.resolver_match = resolve(request.path_info)  # the metrics label cached answers by view, too
         varies = (request.path_info, meta.get("QUERY_STRING", ""), *(meta.get(name) for name in KEY_HEADERS))
         return f"response:{version}:{hashlib.sha256(repr(varies).encode()).hexdigest()}"
+
+
+@functools.cache
+def _cached_paths():
+    return {reverse(name) for name in CACHED_VIEWS}
 
 
 def _reusable(response):
