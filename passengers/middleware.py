@@ -1,45 +1,51 @@
-import functools
-import hashlib
+import contextlib
+import threading
 
-from django.core.cache import cache
+from cachetools import LRUCache
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponse
-from django.urls import resolve, reverse
+from django.urls import Resolver404, resolve
 from django.utils.cache import cc_delim_re, get_conditional_response
 
 from passengers.models import DatasetVersion
 
-CACHED_VIEWS = {"people-list", "people-stats"}
-CACHE_SECONDS = 300
+CACHED_VIEWS = {"people-list", "people-detail", "people-stats"}
 # What an anonymous answer of those views can depend on, besides the path and query string.
 KEY_HEADERS = ("HTTP_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_ACCEPT")
 CREDENTIALS = ("HTTP_AUTHORIZATION", "HTTP_COOKIE")
 
 
 class CachedReadsMiddleware:
-    """Answer repeated anonymous GETs of the list and the stats with the response the first one got.
+    """Answer repeated anonymous GETs of the passengers and the stats with the response the first one got.
 
     The first request goes through everything below this middleware (sessions, CSRF, DRF's
     authentication and content negotiation, filters, rendering, headers) and its whole response is
-    stored under the dataset version read before it ran; the same request then gets that response
+    kept under the dataset version read before it ran; the same request then gets that response
     back (or a 304) without going through any of it. Every write bumps the version in its own
     transaction, so the next read from any worker or pod renders afresh.
 
     Requests with credentials always go the whole way: a bad token is a 401 even on a GET.
+    Responses are kept in this process, least recently used first out, within
+    TITANIC_RESPONSE_CACHE_MB.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.responses = LRUCache(maxsize=settings.TITANIC_RESPONSE_CACHE_MB * 2**20, getsizeof=_size)
+        self.lock = threading.Lock()
 
     def __call__(self, request):
         key = self._key(request)
         if key is None:
             return self.get_response(request)
-        cached = cache.get(key)
+        with self.lock:
+            cached = self.responses.get(key)
         if cached is None:
             response = self.get_response(request)
             if _reusable(response):
-                cache.set(key, (response.content, list(response.items())), CACHE_SECONDS)
+                with self.lock, contextlib.suppress(ValueError):  # ValueError: larger than the whole cache
+                    self.responses[key] = (response.content, list(response.items()))
             return response
         content, headers = cached
         response = HttpResponse(content, headers=headers)
@@ -47,24 +53,25 @@ class CachedReadsMiddleware:
 
     def _key(self, request):
         meta = request.META
-        if (
-            request.method != "GET"
-            or request.path_info not in _cached_paths()
-            or any(meta.get(name) for name in CREDENTIALS)
-        ):
+        if request.method != "GET" or any(meta.get(name) for name in CREDENTIALS):
+            return None
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return None
+        if match.view_name not in CACHED_VIEWS:
             return None
         try:
             version = DatasetVersion.current()
         except DatabaseError:
             return None  # the view reports it, as a 503
-        request.resolver_match = resolve(request.path_info)  # the metrics label cached answers by view, too
-        varies = (request.path_info, meta.get("QUERY_STRING", ""), *(meta.get(name) for name in KEY_HEADERS))
-        return f"response:{version}:{hashlib.sha256(repr(varies).encode()).hexdigest()}"
+        request.resolver_match = match  # the metrics label cached answers by view, too
+        return (version, request.path_info, meta.get("QUERY_STRING", ""), *(meta.get(name) for name in KEY_HEADERS))
 
 
-@functools.cache
-def _cached_paths():
-    return {reverse(name) for name in CACHED_VIEWS}
+def _size(entry):
+    content, headers = entry
+    return len(content) + sum(len(name) + len(value) for name, value in headers)
 
 
 def _reusable(response):

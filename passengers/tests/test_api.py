@@ -533,21 +533,15 @@ def test_a_write_changes_the_list_and_its_etag_at_once(client, editor_client, cr
     assert after.content != before.content
 
 
-@pytest.fixture
-def empty_cache():
-    from django.core.cache import cache
-
-    cache.clear()
-
-
 def _headers(response):
     return {name: value for name, value in response.items() if name != "X-Request-ID"}
 
 
-@pytest.mark.parametrize("path", ["/people?ordering=age", "/people/stats?sex=female"])
+@pytest.mark.parametrize("path", ["/people?ordering=age", "/people/{uuid}", "/people/stats?sex=female"])
 def test_a_repeated_anonymous_read_gets_the_very_same_response_from_the_cache(
-    client, crowd, empty_cache, path, django_assert_num_queries
+    client, crowd, path, django_assert_num_queries
 ):
+    path = path.format(uuid=crowd[0].uuid)
     fresh = client.get(path)
     with django_assert_num_queries(1) as queries:
         cached = client.get(path)
@@ -556,7 +550,7 @@ def test_a_repeated_anonymous_read_gets_the_very_same_response_from_the_cache(
     assert cached["ETag"] and cached["X-Request-ID"] != fresh["X-Request-ID"]
 
 
-def test_cached_reads_are_counted_by_view_like_the_others(client, crowd, empty_cache):
+def test_cached_reads_are_counted_by_view_like_the_others(client, crowd):
     from prometheus_client import REGISTRY
 
     sample = "django_http_responses_total_by_status_view_method_total"
@@ -567,7 +561,7 @@ def test_cached_reads_are_counted_by_view_like_the_others(client, crowd, empty_c
     assert REGISTRY.get_sample_value(sample, labels) == before + 2
 
 
-def test_reads_with_credentials_are_never_answered_from_the_cache(client, editor_client, crowd, empty_cache):
+def test_reads_with_credentials_are_never_answered_from_the_cache(client, editor_client, crowd):
     client.get("/people")  # cached for anonymous readers
     client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
     assert client.get("/people").status_code == 401
@@ -577,7 +571,7 @@ def test_reads_with_credentials_are_never_answered_from_the_cache(client, editor
     assert editor_client.get("/people").json() == client.get("/people").json()
 
 
-def test_the_cache_keeps_each_representation_and_host_apart(client, crowd, empty_cache):
+def test_the_cache_keeps_each_representation_and_host_apart(client, crowd):
     client.get("/people")
     html = client.get("/people", HTTP_ACCEPT="text/html")
     assert html.status_code == 200 and html["Content-Type"].startswith("text/html")
@@ -585,6 +579,25 @@ def test_the_cache_keeps_each_representation_and_host_apart(client, crowd, empty
     bad = client.get("/people?passengerClass=9")
     assert bad.status_code == 400 and client.get("/people?passengerClass=9").status_code == 400
     assert client.head("/people")["Content-Type"] == "application/json"
+
+
+def test_a_write_is_seen_by_the_next_read_of_a_cached_passenger(client, editor_client, crowd):
+    target = f"/people/{crowd[0].uuid}"
+    assert client.get(target).json()["fare"] != 1.5
+    editor_client.patch(target, {"fare": 1.5}, format="json")
+    assert client.get(target).json()["fare"] == 1.5
+    editor_client.delete(target)
+    assert client.get(target).status_code == 404
+
+
+@override_settings(TITANIC_RESPONSE_CACHE_MB=0)
+def test_the_response_cache_can_be_turned_off(crowd, django_assert_num_queries):
+    from rest_framework.test import APIClient
+
+    client = APIClient()  # the middleware reads its budget when the client's handler loads it
+    client.get("/people")
+    with django_assert_num_queries(2):  # the dataset version, then the list itself
+        client.get("/people")
 
 
 # --- API documentation --------------------------------------------------------------------------------
