@@ -1,4 +1,6 @@
 import contextlib
+import hashlib
+import sys
 import threading
 
 from cachetools import LRUCache
@@ -66,12 +68,18 @@ class CachedReadsMiddleware:
         except DatabaseError:
             return None  # the view reports it, as a 503
         request.resolver_match = match  # the metrics label cached answers by view, too
-        return (version, request.path_info, meta.get("QUERY_STRING", ""), *(meta.get(name) for name in KEY_HEADERS))
+        varies = (request.path_info, meta.get("QUERY_STRING", ""), *(meta.get(name) for name in KEY_HEADERS))
+        return version, hashlib.sha256(repr(varies).encode()).digest()  # a few bytes, however long the headers
+
+
+KEY_BYTES = sum(map(sys.getsizeof, (0, bytes(32), (0, bytes(32)))))
 
 
 def _size(entry):
+    """What an entry and its key take in memory, the objects' own overhead included."""
     content, headers = entry
-    return len(content) + sum(len(name) + len(value) for name, value in headers)
+    texts = [text for pair in headers for text in pair]
+    return KEY_BYTES + sum(map(sys.getsizeof, (entry, content, headers, *headers, *texts)))
 
 
 def _reusable(response):

@@ -590,6 +590,25 @@ def test_a_write_is_seen_by_the_next_read_of_a_cached_passenger(client, editor_c
     assert client.get(target).status_code == 404
 
 
+def test_the_response_cache_counts_what_its_entries_take_in_memory(client, passenger):
+    import tracemalloc
+
+    from passengers.middleware import CachedReadsMiddleware
+
+    response = client.get(f"/people/{passenger.uuid}")  # a small entry: the overhead weighs most
+    responses = CachedReadsMiddleware(lambda request: None).responses
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(2000):  # new objects each time, as every rendered response has
+            headers = [(name.encode().decode(), value.encode().decode()) for name, value in response.items()]
+            responses[number, number.to_bytes(32, "big")] = (bytes(bytearray(response.content)), headers)
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.8 * taken <= responses.currsize <= 1.2 * taken, (responses.currsize, taken)
+
+
 @override_settings(TITANIC_RESPONSE_CACHE_MB=0)
 def test_the_response_cache_can_be_turned_off(crowd, django_assert_num_queries):
     from rest_framework.test import APIClient
