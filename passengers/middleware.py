@@ -24,8 +24,9 @@ class CachedReadsMiddleware:
     The first request goes through everything below this middleware (sessions, CSRF, DRF's
     authentication and content negotiation, filters, rendering, headers) and its whole response is
     kept under the dataset version read before it ran; the same request then gets that response
-    back (or a 304) without going through any of it. Every write bumps the version in its own
-    transaction, so the next read from any worker or pod renders afresh.
+    back (or a 304) without going through any of it (a throttle on reads would have to sit above
+    this middleware). Every write bumps the version in its own transaction, so the next read from
+    any worker or pod renders afresh.
 
     Requests with credentials always go the whole way: a bad token is a 401 even on a GET.
     Responses are kept in this process, least recently used first out, within

@@ -20,5 +20,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super().close_if_health_check_failed()
 
     def _server_has_spoken(self):
-        readable, _, _ = select.select([self.connection.fileno()], [], [], 0)
-        return bool(readable)
+        poller = select.poll()  # not select(): a busy worker's sockets can be numbered above FD_SETSIZE
+        poller.register(self.connection.fileno(), select.POLLIN)
+        return bool(poller.poll(0))  # POLLIN, or POLLHUP/POLLERR: the check decides
