@@ -209,21 +209,15 @@ def test_health_check_reconnects_after_the_server_closed_the_connection(own_conn
     assert _backend_pid(own_connection) != first  # the next query works, on a new connection
 
 
-def test_health_check_works_with_a_socket_numbered_above_1024(db):
+def test_health_check_works_with_a_socket_numbered_above_1024(own_connection):
     """A busy gthread worker holds many client connections, so a new database socket can get a high
     file descriptor number, which select() refuses (FD_SETSIZE)."""
-    from django.db import connections
-
     spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
-    own = connections.create_connection("default")
     try:
-        if own.vendor != "postgresql":
-            pytest.skip("the health check is PostgreSQL's")
-        first = _backend_pid(own)
-        assert own.connection.fileno() > 1024
-        own.close_if_unusable_or_obsolete()
-        assert _backend_pid(own) == first
+        first = _backend_pid(own_connection)  # connects now, above the spare descriptors
+        assert own_connection.connection.fileno() > 1024
+        own_connection.close_if_unusable_or_obsolete()
+        assert _backend_pid(own_connection) == first
     finally:
-        own.close()
         for descriptor in spare:
             os.close(descriptor)
