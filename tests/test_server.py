@@ -133,7 +133,7 @@ class Server:
 def manage(*args, proxy):
     env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{proxy.port}/{DATABASE}",
            "DJANGO_SECRET_KEY": "server-test-key"}  # fmt: skip
-    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, capture_output=True)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +276,48 @@ def test_sigterm_lets_a_slow_request_finish_within_the_graceful_timeout(proxy, t
     assert result["response"].json()["total"] == 887
     assert stopped_after < 10 + 2
     assert server.process.returncode == 0
+
+
+def test_the_admin_login_locks_out_logs_and_unlocks(proxy, tmp_path):
+    """django-axes under gunicorn (3 workers sharing the attempts in PostgreSQL) behind a pretend ALB."""
+    username, password = "axes-admin", "a-long-test-password"  # pragma: allowlist secret
+    manage("shell", "-c", f"from django.contrib.auth.models import User; "
+           f"User.objects.create_superuser({username!r}, password={password!r})", proxy=proxy)  # fmt: skip
+    server = Server(tmp_path, proxy, DJANGO_AXES_ENABLED="1", TITANIC_TRUSTED_PROXIES="1",
+                    DJANGO_CSRF_COOKIE_SECURE="0", DJANGO_SESSION_COOKIE_SECURE="0").start()  # fmt: skip
+    https = {"X-Forwarded-Proto": "https", "Origin": f"https://127.0.0.1:{server.port}"}
+
+    def log_in(secret, client="198.51.100.23"):
+        session = requests.Session()
+        headers = {**https, "X-Forwarded-For": client}
+        session.get(server.url + "/admin/login/", headers=headers, timeout=5)
+        form = {"username": username, "password": secret, "csrfmiddlewaretoken": session.cookies["csrftoken"]}
+        response = session.post(server.url + "/admin/login/?next=/admin/", data=form, headers=headers,
+                                allow_redirects=False, timeout=5)  # fmt: skip
+        return response.status_code
+
+    try:
+        assert [log_in("wrong") for _ in range(5)] == [200, 200, 200, 200, 429]
+        assert log_in(password) == 429
+        assert log_in(password, client="203.0.113.50") == 429  # locked by name, from anywhere
+        # Tokens are not passwords: a locked-out user's token still writes.
+        key = manage("drf_create_token", username, proxy=proxy).stdout.decode().split()[2]
+        token = {**https, "Authorization": f"Token {key}"}
+        created = requests.post(server.url + "/people", json={"survived": True, "passengerClass": 1, "name": "Axes",
+                                "sex": "other", "age": 30, "siblingsOrSpousesAboard": 0, "parentsOrChildrenAboard": 0,
+                                "fare": 1.0}, headers=token, timeout=5)  # fmt: skip
+        assert created.status_code == 201, created.text
+        deleted = requests.delete(f"{server.url}/people/{created.json()['uuid']}", headers=token, timeout=5)
+        assert deleted.status_code == 204
+        manage("axes_reset_username", username, proxy=proxy)
+        assert log_in(password) == 302
+        time.sleep(0.5)
+        records = [json.loads(line) for line in server.log_lines()]
+    finally:
+        server.stop()
+    failed = f"login failed for {username}"
+    failures = [r for r in records if r["logger"] == "passengers.api" and r["message"] == failed]
+    assert len(failures) == 7  # five wrong passwords and two refused right ones, each logged as before
+    statuses = [r["status"] for r in records if r["logger"] == "titanic.request" and r["path"] == "/admin/login/"
+                and r["method"] == "POST"]  # fmt: skip
+    assert statuses == [200, 200, 200, 200, 429, 429, 429, 302]
