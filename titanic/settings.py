@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_prometheus",
     "passengers",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -58,6 +59,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.http.ConditionalGetMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "titanic.urls"
@@ -92,6 +95,25 @@ if DATABASES["default"]["ENGINE"] == "django_prometheus.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://titanic")}
+
+AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out login before the password is checked (django-axes).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# Login lockout (admin and browsable-API login; API tokens are not passwords and are not
+# counted): after AXES_FAILURE_LIMIT failures for one username, or from one client address,
+# further attempts are refused with 429 for DJANGO_LOGIN_LOCKOUT_HOURS. Attempts live in the
+# database, so every pod sees them. How an operator unlocks: README, "Unlocking a login".
+AXES_ENABLED = env.bool("DJANGO_AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("DJANGO_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("DJANGO_LOGIN_LOCKOUT_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "titanic.clients.client_ip"
+# Proxies in front of the app that append the peer they saw to X-Forwarded-For (the ALB: 1).
+TITANIC_TRUSTED_PROXIES = env.int("TITANIC_TRUSTED_PROXIES", default=0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
