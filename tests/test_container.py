@@ -35,7 +35,7 @@ def instructions(text):
 
 def stages(text):
     """The Dockerfile's stages: lists of (INSTRUCTION, arguments), each starting with its FROM."""
-    result = []
+    result: list[list[tuple[str, str]]] = []
     for instruction in instructions(text):
         if instruction[0] == "FROM":
             result.append([])

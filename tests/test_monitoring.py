@@ -193,7 +193,8 @@ def test_promtool_rule_unit_tests(tmp_path):
 
 
 def test_every_alert_has_a_firing_and_a_not_firing_unit_test():
-    firing, quiet = set(), set()
+    firing: set[str] = set()
+    quiet: set[str] = set()
     for path in RULE_TESTS:
         suite = yaml.safe_load(path.read_text())
         assert suite["rule_files"] == [EXTRACTED_RULES]

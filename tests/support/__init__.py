@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SECRET_KEY = "tests-only-not-secret"
+SECRET_KEY = "tests-only-not-secret"  # pragma: allowlist secret
 
 
 def project_env(**overrides: str) -> dict[str, str]:
