@@ -13,7 +13,9 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import REPO, tool_path
+from tests.support import REPO, tool_path
+
+pytestmark = pytest.mark.infra
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 SMOKE = REPO / "scripts" / "container-smoke"
@@ -72,6 +74,7 @@ def compose_dev():
 # --- the image, built and run for real -------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_container_smoke():
     """Build with podman, migrate + loadcsv through the image, serve read-only as UID 10001, check over HTTP."""
     result = subprocess.run(
