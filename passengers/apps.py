@@ -2,6 +2,7 @@ import logging
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_migrate
 
 logger = logging.getLogger(__name__)
 
@@ -11,7 +12,9 @@ class PassengersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from passengers import signals  # noqa: F401  (connects the dataset-version receivers)
+        from passengers import signals
+
+        post_migrate.connect(signals.restore_the_dataset_stamp_row, sender=self)
 
         if settings.TITANIC_ANONYMOUS_WRITES:
             logger.warning(

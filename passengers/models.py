@@ -4,7 +4,7 @@ from collections import namedtuple
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
-from django.db.models import F, Q
+from django.db.models import Q
 
 AGE_MAX = 150
 SMALLINT_MAX = 32767  # PositiveSmallIntegerField's ceiling on PostgreSQL
@@ -93,26 +93,29 @@ def _person_row_sql():
 
 
 class DatasetVersion(models.Model):
-    """One row whose counter goes up in the same transaction as every passenger write.
+    """One row (id 1) whose stamp the database itself renews, in the same transaction, on every
+    statement that changes the passengers table: API and admin writes, loadcsv, QuerySet.update(),
+    raw SQL in psql, TRUNCATE (triggers created by migration 0002).
 
-    Cached responses are keyed by it, so a write is visible to the next read from any worker
-    or pod that shares the database.
+    Cached responses are keyed by it, so a change is visible to the next read from any worker or
+    pod that shares the database. The stamp is random, never a counter: a database restored to an
+    earlier state cannot bring back a stamp whose cached responses describe other data.
     """
 
-    version = models.BigIntegerField(default=0)
+    stamp = models.UUIDField(default=uuid.uuid4)
 
     def __str__(self):
-        return f"dataset version {self.version}"
+        return f"dataset stamp {self.stamp}"
 
     @classmethod
     def current(cls):
-        """The version, in one plain query: every cached read asks (the ORM would cost more than the query)."""
+        """The stamp, in one plain query: every cached read asks (the ORM would cost more than the query)."""
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT version FROM {cls._meta.db_table} WHERE id = 1")
-            row = cursor.fetchone()
-        return row[0] if row else 0
+            cursor.execute(_current_stamp_sql())
+            return cursor.fetchone()[0]
 
-    @classmethod
-    def bump(cls):
-        if not cls.objects.filter(pk=1).update(version=F("version") + 1):
-            cls.objects.get_or_create(pk=1, defaults={"version": 1})
+
+@functools.cache
+def _current_stamp_sql():
+    meta = DatasetVersion._meta
+    return f"SELECT {meta.get_field('stamp').column} FROM {meta.db_table} WHERE {meta.pk.column} = 1"

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Floor
 
-from passengers.models import AGE_MAX, SMALLINT_MAX, DatasetVersion, Passenger
+from passengers.models import AGE_MAX, SMALLINT_MAX, Passenger
 
 AGE_BAND_YEARS = 10
 
@@ -286,7 +286,6 @@ def load_passengers_csv(*, path: Path, overwrite: bool = False, dry_run: bool = 
         raise InvalidCSV(errors, total_errors)  # leaving the atomic block rolls back what was written
     if batch:
         flush()
-    DatasetVersion.bump()
     if dry_run:
         transaction.set_rollback(True)
     return result

@@ -1,4 +1,3 @@
-from django.db import transaction
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -101,19 +100,6 @@ class PassengerViewSet(
         if row is None:
             raise Http404("No Passenger matches the given query.")  # the words of the other 404s
         return Response(person(row))
-
-    # A write and the dataset-version bump its signal makes commit together.
-    @transaction.atomic
-    def perform_create(self, serializer):
-        serializer.save()
-
-    @transaction.atomic
-    def perform_update(self, serializer):
-        serializer.save()
-
-    @transaction.atomic
-    def perform_destroy(self, instance):
-        instance.delete()
 
     @extend_schema(
         summary="Survival statistics",
