@@ -145,6 +145,7 @@ def test_build_context_is_an_allowlist_without_tests():
         "passengers/",
     }
     assert "passengers/tests/" in rules and "**/__pycache__/" in rules
+    assert "titanic/settings_test.py" in rules
 
 
 # --- compose ----------------------------------------------------------------------------------------
