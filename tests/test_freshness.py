@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from tests.support.gunicorn import Gunicorn
-from tests.support.postgres import database_url, dataset_database, manage, psql, scratch_name
+from tests.support.postgres import create_token, database_url, dataset_database, manage, psql, scratch_name
 
 pytestmark = pytest.mark.e2e
 
@@ -19,6 +19,7 @@ DATABASE = scratch_name("freshness")
 TABLE = "passengers_passenger"
 # The kernel hands new connections to the workers unevenly, more so on a busy machine.
 CONNECTIONS = 300
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +37,22 @@ def in_the_database():
     return {uuid: (name, fare) for uuid, name, fare in json.loads(rows)}
 
 
-def served_by_every_worker(server, uuid):
+def served_by_every_worker(server, uuid, headers=None):
     """What the next GET /people and GET /people/{uuid} of every worker answer, as in_the_database() would."""
-    lists = [json.loads(body) for _, _, body in server.get_from_every_worker("/people", max_connections=CONNECTIONS)]
-    details = server.get_from_every_worker(f"/people/{uuid}", max_connections=CONNECTIONS)
+    lists = [json.loads(body) for _, _, body in every_worker(server, "/people", headers)]
+    details = every_worker(server, f"/people/{uuid}", headers)
     return (
         [{person["uuid"]: (person["name"], person["fare"]) for person in people} for people in lists],
         [(status, json.loads(body)["name"] if status == 200 else None) for _, status, body in details],
     )
 
 
-def assert_every_worker_serves_the_database(server, uuid):
-    lists, details = served_by_every_worker(server, uuid)
+def every_worker(server, path, headers=None):
+    return server.get_from_every_worker(path, headers=headers, max_connections=CONNECTIONS)
+
+
+def assert_every_worker_serves_the_database(server, uuid, headers=None):
+    lists, details = served_by_every_worker(server, uuid, headers)
     people = in_the_database()
     assert lists == [people] * len(lists)
     assert details == [(200, people[uuid][0]) if uuid in people else (404, None)] * len(details)
@@ -114,3 +119,18 @@ def test_a_dump_restored_in_place_never_brings_back_stale_answers(server, tmp_pa
     assert_every_worker_serves_the_database(server, uuid)
     psql(f"UPDATE {TABLE} SET fare = fare + 1 WHERE uuid <> '{uuid}'", DATABASE)
     assert_every_worker_serves_the_database(server, uuid)
+
+
+def test_token_reads_see_a_write_and_a_revoked_token_on_every_worker(server):
+    token = create_token(database_url(DATABASE), "token-reader", "add_passenger")
+    auth = {"Authorization": f"Token {token}"}
+    uuid = some_passenger()
+    served_by_every_worker(server, uuid, auth)  # every worker has both cached
+    person = {**json.loads(server.request("GET", f"/people/{uuid}")[1]), "name": "Mr. Written With A Token"}
+    status, created = server.request("POST", "/people", body=json.dumps(person), headers=auth | JSON)
+    assert status == 201
+    assert_every_worker_serves_the_database(server, json.loads(created)["uuid"], auth)
+
+    psql(f"DELETE FROM authtoken_token WHERE key = '{token}'", DATABASE)
+    assert {status for _, status, _ in every_worker(server, "/people", auth)} == {401}
+    assert {status for _, status, _ in every_worker(server, "/people")} == {200}

@@ -570,7 +570,7 @@ def test_cached_reads_are_counted_by_view_like_the_others(client, crowd):
     assert REGISTRY.get_sample_value(sample, labels) == before + 2
 
 
-def test_reads_with_credentials_are_never_answered_from_the_cache(client, editor_client, crowd):
+def test_reads_with_a_bad_token_or_a_cookie_go_the_whole_way(client, editor_client, crowd):
     client.get("/people")  # cached for anonymous readers
     client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
     assert client.get("/people").status_code == 401
