@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.support import REPO, tool_path
+from tests.support.dockerfile import exec_form, healthcheck_command, instructions, stages
 
 pytestmark = pytest.mark.infra
 
@@ -22,38 +23,6 @@ SMOKE = REPO / "scripts" / "container-smoke"
 MIGRATE = ["python", "manage.py", "migrate", "--noinput"]
 LOADCSV = ["python", "manage.py", "loadcsv"]
 SERVE = ["gunicorn", "--config", "titanic/gunicorn.conf.py", "titanic.wsgi"]
-
-
-def instructions(text):
-    """(INSTRUCTION, arguments) pairs of a Dockerfile, continuation lines joined, comments dropped."""
-    uncommented = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    logical = re.sub(r"\\\n\s*", " ", uncommented)
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
-        for line in logical.splitlines()
-        if line.strip()
-    ]
-
-
-def stages(text):
-    """The Dockerfile's stages: lists of (INSTRUCTION, arguments), each starting with its FROM."""
-    result: list[list[tuple[str, str]]] = []
-    for instruction in instructions(text):
-        if instruction[0] == "FROM":
-            result.append([])
-        if result:
-            result[-1].append(instruction)
-    return result
-
-
-def exec_form(arguments):
-    """A JSON exec-form argument list (CMD, HEALTHCHECK CMD)."""
-    return json.loads(arguments)
-
-
-def healthcheck_command(stage):
-    (arguments,) = [args for name, args in stage if name == "HEALTHCHECK"]
-    return exec_form(arguments[arguments.index("CMD") + len("CMD") :].strip())
 
 
 @pytest.fixture(scope="module")
