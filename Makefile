@@ -96,4 +96,4 @@ lock: ## recompile requirements/*.txt from the .in files
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links tools.in -o tools.txt
 
 clean: ## remove virtualenvs, databases and build output
-	rm -rf $(VENV) $(TOOLS) staticfiles db.sqlite3 .test-sqlite.db .coverage htmlcov
+	rm -rf $(VENV) $(TOOLS) staticfiles db.sqlite3 .test-sqlite.db .coverage htmlcov .mypy_cache .ruff_cache
