@@ -83,7 +83,7 @@ class CachedReadsMiddleware:
 
 def _token_key(request):
     """The key of an `Authorization: Token <key>` header (DRF's TokenAuthentication), else None."""
-    scheme, _, key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
     return key if scheme.lower() == "token" and key and " " not in key else None
 
 

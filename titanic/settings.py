@@ -155,7 +155,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["passengers.permissions.ModelPermissionsOrAnonymousWrites"],
+    "DEFAULT_PERMISSION_CLASSES": ["titanic.api.permissions.ModelPermissionsOrAnonymousWrites"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -166,7 +166,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "EXCEPTION_HANDLER": "passengers.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "titanic.api.exception_handlers.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"write": env("TITANIC_WRITE_THROTTLE_RATE", default="120/min")},
 }
@@ -181,7 +181,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "PREPROCESSING_HOOKS": ["passengers.schema.contract_paths"],
+    "PREPROCESSING_HOOKS": ["titanic.api.schema.contract_paths"],
 }
 
 # Prometheus multiprocess mode (gunicorn sets it for the server); one-off commands given the same

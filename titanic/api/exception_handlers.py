@@ -6,7 +6,7 @@ from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-logger = logging.getLogger("passengers.api")
+logger = logging.getLogger("titanic.api")
 
 
 def exception_handler(exc, context):
