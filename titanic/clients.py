@@ -10,7 +10,7 @@ def client_ip(request):
     proxies, or a header too short to have passed through them, it is the TCP peer.
     """
     proxies = settings.TITANIC_TRUSTED_PROXIES
-    forwarded = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    forwarded = [entry.strip() for entry in request.headers.get("x-forwarded-for", "").split(",")]
     if proxies and len(forwarded) >= proxies and forwarded[-proxies]:
         return forwarded[-proxies]
     return request.META.get("REMOTE_ADDR")
