@@ -1,11 +1,15 @@
--- wrk reports through this script: JSON to $BENCH_WRK_OUT; $BENCH_POST_BODY makes it a POST.
+-- wrk reports through this script: JSON to $BENCH_WRK_OUT; $BENCH_POST_BODY makes it a POST,
+-- $BENCH_TOKEN sends a DRF token.
 wrk.headers["X-Forwarded-Proto"] = "https"
 local body = os.getenv("BENCH_POST_BODY")
 if body then
   wrk.method = "POST"
   wrk.body = body
   wrk.headers["Content-Type"] = "application/json"
-  wrk.headers["Authorization"] = "Token " .. os.getenv("BENCH_TOKEN")
+end
+local token = os.getenv("BENCH_TOKEN")
+if token then
+  wrk.headers["Authorization"] = "Token " .. token
 end
 done = function(summary, latency, requests)
   local e = summary.errors

@@ -11,7 +11,7 @@ from bench import log
 from tests.support.gunicorn import Gunicorn
 
 REPORT_SCRIPT = Path(__file__).with_name("report.lua")
-DETAIL_P99_CONNECTIONS = 8
+LATENCY_CONNECTIONS = 8
 POST_BODY = {
     "survived": True,
     "passengerClass": 2,
@@ -27,14 +27,24 @@ Run = dict[str, Any]
 
 
 def wrk(
-    server: Gunicorn, path: str, *, connections: int, duration: float, workdir: Path, post_token: str | None = None
+    server: Gunicorn,
+    path: str,
+    *,
+    connections: int,
+    duration: float,
+    workdir: Path,
+    method: str = "GET",
+    token: str | None = None,
 ) -> Run:
-    """One bounded wrk run; returns requests/s, p50 and p99 in ms and the error counts."""
+    """One bounded wrk run (a POST sends POST_BODY; a token goes in the Authorization header);
+    returns requests/s, p50 and p99 in ms and the error counts."""
     out = workdir / "wrk-out.json"
     out.unlink(missing_ok=True)
     env = {**os.environ, "BENCH_WRK_OUT": str(out)}
-    if post_token:
-        env.update(BENCH_POST_BODY=json.dumps(POST_BODY), BENCH_TOKEN=post_token)
+    if method == "POST":
+        env["BENCH_POST_BODY"] = json.dumps(POST_BODY)
+    if token:
+        env["BENCH_TOKEN"] = token
     command = [
         shutil.which("wrk") or "wrk",
         "--threads",
@@ -68,11 +78,18 @@ def wrk(
 
 
 def measure(
-    server: Gunicorn, path: str, *, connections: int, duration: float, workdir: Path, post_token: str | None = None
+    server: Gunicorn,
+    path: str,
+    *,
+    connections: int,
+    duration: float,
+    workdir: Path,
+    method: str = "GET",
+    token: str | None = None,
 ) -> Run:
     """One wrk run, logged."""
-    result = wrk(server, path, connections=connections, duration=duration, workdir=workdir, post_token=post_token)
-    label = f"{'POST' if post_token else 'GET'} {path}"
+    result = wrk(server, path, connections=connections, duration=duration, workdir=workdir, method=method, token=token)
+    label = f"{method} {path}{' (token)' if token else ''}"
     log(
         f"  {server.name:8} {label:45} c={connections:<3} {result['requests_per_s']:9.1f} req/s  "
         f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  errors {result['errors']}"
@@ -90,7 +107,8 @@ def measure_against_ceiling(
     duration: float,
     warmup: float,
     workdir: Path,
-    post_token: str | None = None,
+    method: str = "GET",
+    token: str | None = None,
 ) -> Run:
     """Alternate short runs of the app and the ceiling (app-ceiling, then ceiling-app, ...), so that
     the machine's second-to-second swings hit both alike.
@@ -99,7 +117,7 @@ def measure_against_ceiling(
     all of its own. Also returned: each round's ratio, and the app's round with the median ratio
     (its latencies, with the ceiling's of that round under "ceiling").
     """
-    options: dict[str, Any] = {"connections": connections, "workdir": workdir, "post_token": post_token}
+    options: dict[str, Any] = {"connections": connections, "workdir": workdir, "method": method, "token": token}
     for server in (app, ceiling):
         wrk(server, path, duration=warmup, **options)
     runs = []
@@ -125,18 +143,28 @@ def measure_against_ceiling(
     }
 
 
-def measure_latency(server: Gunicorn, path: str, *, runs: int, duration: float, warmup: float, workdir: Path) -> Run:
-    """Latency at DETAIL_P99_CONNECTIONS connections, in several wrk runs on fresh connections.
+def measure_latency(
+    server: Gunicorn,
+    path: str,
+    *,
+    runs: int,
+    duration: float,
+    warmup: float,
+    workdir: Path,
+    method: str = "GET",
+    token: str | None = None,
+) -> Run:
+    """Latency at LATENCY_CONNECTIONS connections, in several wrk runs on fresh connections.
 
     gunicorn's workers take new connections unevenly (one worker sometimes takes all of them and
     the other idles), and one run keeps one such draw for its whole length; several runs sample
     several. The target is judged on the run with the median p99; the worst run is reported too.
     """
-    options: dict[str, Any] = {"connections": DETAIL_P99_CONNECTIONS, "workdir": workdir}
+    options: dict[str, Any] = {"connections": LATENCY_CONNECTIONS, "workdir": workdir, "method": method, "token": token}
     wrk(server, path, duration=warmup, **options)
     measured = sorted(
         (measure(server, path, duration=duration, **options) for _ in range(runs)), key=lambda run: run["p99_ms"]
     )
     median, worst = measured[len(measured) // 2], measured[-1]["p99_ms"]
-    log(f"  p99 at {DETAIL_P99_CONNECTIONS} connections: median run {median['p99_ms']} ms, worst {worst} ms")
+    log(f"  p99 at {LATENCY_CONNECTIONS} connections: median run {median['p99_ms']} ms, worst {worst} ms")
     return {**median, "runs_p99_ms": [run["p99_ms"] for run in measured], "worst_p99_ms": worst}

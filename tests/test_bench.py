@@ -13,7 +13,7 @@ from tests.support import REPO, tool_path
 
 pytestmark = pytest.mark.e2e
 
-ENDPOINTS = {"people", "detail", "filtered", "stats", "create"}
+ENDPOINTS = {"people", "detail", "people_token", "detail_token", "filtered", "stats", "create"}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,10 @@ def test_every_endpoint_and_its_ceiling_were_measured(results):
     latency = results["detail_at_8_connections"]
     assert 0 < latency["p99_ms"] <= latency["worst_p99_ms"] == max(latency["runs_p99_ms"])
     assert len(latency["runs_p99_ms"]) == results["load"]["rounds"]
+    posts = results["create_at_8_connections"]
+    assert posts["connections"] == 8 and posts["errors"] == 0
+    assert 0 < posts["p50_ms"] <= posts["p99_ms"]
+    assert [row["token"] for name, row in results["endpoints"].items() if name.endswith("_token")] == [True, True]
 
 
 def test_gunicorn_ran_with_the_shipped_config(results):
@@ -70,5 +74,6 @@ def test_loadcsv_scaling_was_timed(results):
 
 
 def test_targets_are_judged(results):
-    assert {"people_ratio", "detail_ratio", "detail_p99_ms_at_8", "worker_rss_mb"} <= set(results["targets"])
+    ratios = {"people_ratio", "detail_ratio", "people_token_ratio", "detail_token_ratio"}
+    assert {*ratios, "detail_p99_ms_at_8", "worker_rss_mb"} <= set(results["targets"])
     assert all(isinstance(target["met"], bool) for target in results["targets"].values())
