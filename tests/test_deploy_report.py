@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import REPO
 
-SHA = "0123456789abcdef0123456789abcdef01234567"
+SHA = "0123456789abcdef0123456789abcdef01234567"  # pragma: allowlist secret (a commit SHA)
 RESULT = {
     "outcome": "failure",
     "message": "deploying x failed; rolled back to revision 3 (registry/titanic-api:" + "a" * 40 + ")",

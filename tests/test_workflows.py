@@ -152,8 +152,22 @@ def comments_on_pull_requests(job):
     )
 
 
+def records_deployments(job):
+    """The job posts deployment statuses, or calls a local workflow whose jobs do."""
+    if any(
+        "/deployments/" in step.get("run", "") and "statuses" in step.get("run", "") for step in job.get("steps", [])
+    ):
+        return True
+    called = job.get("uses", "")
+    return called.startswith("./") and any(records_deployments(inner) for inner in jobs(REPO / called).values())
+
+
 def test_no_job_holds_a_write_permission_it_does_not_use():
-    uses_of_write = {"id-token": configures_aws, "pull-requests": comments_on_pull_requests}
+    uses_of_write = {
+        "id-token": configures_aws,
+        "pull-requests": comments_on_pull_requests,
+        "deployments": records_deployments,
+    }
     for path in WORKFLOWS:
         for name, job in jobs(path).items():
             granted = job.get("permissions", {})
@@ -203,7 +217,16 @@ def test_deploy_builds_both_architectures_tagged_with_the_commit_and_deploys_dev
     deploy = jobs(REPO / ".github/workflows/deploy.yml")
     build = next(s for s in deploy["image"]["steps"] if s.get("uses", "").startswith("docker/build-push-action@"))
     assert set(build["with"]["platforms"].split(",")) == {"linux/arm64", "linux/amd64"}
-    assert build["with"]["tags"] == "${{ env.IMAGE }}"
+    # Each tag (the commit SHA; X.Y.Z for a vX.Y.Z tag) is pushed once: only those not in ECR yet.
+    assert build["with"]["tags"] == "${{ steps.pushed.outputs.tags }}"
+    assert build["with"]["build-args"].splitlines() == [
+        "VERSION=${{ steps.pushed.outputs.version }}",
+        "REVISION=${{ github.sha }}",
+    ]
+    tagging = next(s for s in deploy["image"]["steps"] if s.get("id") == "pushed")["run"]
+    assert "GITHUB_REF_NAME#v" in tagging and "git describe" in tagging and "describe-images" in tagging
+    assert load(REPO / ".github/workflows/deploy.yml")[True]["push"]["tags"] == ["v*.*.*"]
+    assert deploy["dev"]["if"] == "github.ref == 'refs/heads/main'", "tags build images; only main deploys"
     assert deploy["image"]["env"]["IMAGE"].endswith(":${{ github.sha }}")
     assert deploy["dev"]["with"]["environment"] == "dev" and deploy["prod"]["with"]["environment"] == "prod"
     assert "dev" in deploy["prod"]["needs"]
@@ -215,7 +238,13 @@ def test_deploy_builds_both_architectures_tagged_with_the_commit_and_deploys_dev
         "group": "deploy-${{ inputs.environment }}",
         "cancel-in-progress": False,
     }
-    assert 'scripts/deploy "$ENVIRONMENT" "$IMAGE"' in environment_job["steps"][-1]["run"]
+    steps = environment_job["steps"]
+    assert steps[0]["with"]["fetch-depth"] == 0, "scripts/deploy orders commits with git merge-base"
+    deploy_step = next(s for s in steps if 'scripts/deploy "$ENVIRONMENT" "$IMAGE"' in s.get("run", ""))
+    assert "DEPLOY_RESULT_FILE" in deploy_step["env"]
+    reports = [s for s in steps if "scripts/deploy-report" in s.get("run", "")]
+    assert [s["run"].split('"$RESULT" ')[1].split()[0] for s in reports] == ["summary", "status", "chat"]
+    assert all(s["if"].startswith("always()") for s in reports)
 
 
 def test_terraform_plans_on_pull_requests_and_applies_through_approved_environments():
