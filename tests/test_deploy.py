@@ -278,3 +278,25 @@ def test_the_job_deadline_ends_before_the_deploy_stops_waiting():
     assert job["spec"]["activeDeadlineSeconds"] + 30 <= wait
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [0]}} in rules
+
+
+def test_local_environment(deploy, tree):
+    """`scripts/deploy local`: the in-cluster PostgreSQL is ready before the Job; no ExternalSecret."""
+    r = deploy("local", tree.new)
+    assert r.code == 0, r.output
+    in_order(
+        r.calls,
+        [
+            "kubectl get deployment/titanic-api --namespace titanic-local",
+            "kubectl kustomize kustomize/overlays/local",
+            "kubectl apply -f before-job.yaml kinds=",
+            "kubectl rollout status statefulset/postgres --namespace titanic-local",
+            "kubectl apply -f job.yaml kinds=Job",
+            "kubectl apply -f rendered.yaml kinds=",
+            "kubectl rollout status deployment/titanic-api --namespace titanic-local",
+        ],
+    )
+    assert not [c for c in r.calls if "externalsecret" in c]
+    before_job = next(c for c in r.calls if c.startswith("kubectl apply -f before-job.yaml"))
+    assert {"Secret", "StatefulSet", "Service", "NetworkPolicy"} <= set(before_job.split("kinds=")[1].split(","))
+    assert r.state["deployment"]["image"] == f"{REGISTRY}:{tree.new}"
