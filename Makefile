@@ -11,7 +11,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/titanic
 export PATH := $(PATH):$(CURDIR)/$(TOOLS)/bin
 
 .PHONY: help venv tools run test test-sqlite test-postgres postgres system-packages static lint schema migrations-check \
-        hadolint secrets-scan k8s-check tf-check smoke bench bench-smoke lock clean
+        hadolint secrets-scan k8s-check tf-check kind-e2e smoke bench bench-smoke lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -75,8 +75,12 @@ hadolint: tools ## lint the Dockerfile
 secrets-scan: venv ## detect-secrets against the committed baseline
 	scripts/secrets-scan
 
-k8s-check: venv tools ## render, validate and policy-scan the Kustomize overlays
-	$(VENV)/bin/pytest --no-cov tests/test_kustomize.py
+k8s-check: venv tools ## render, validate and policy-scan the Kustomize overlays; RBAC, capacity, scripts/deploy
+	$(VENV)/bin/pytest --no-cov tests/test_kustomize.py tests/test_rbac.py tests/test_capacity.py tests/test_deploy.py \
+		tests/test_deploy_report.py tests/test_kind_e2e.py
+
+kind-e2e: venv ## kind cluster + Envoy Gateway, build, deploy, contract suite through the route (needs Docker)
+	scripts/kind-e2e
 
 tf-check: venv tools ## parse, check and policy-scan the Terraform
 	$(VENV)/bin/pytest --no-cov tests/test_terraform.py

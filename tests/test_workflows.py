@@ -1,8 +1,9 @@
-"""The GitHub workflows, their pins and permissions, and the scripts they run (deploy, secret scan).
+"""The GitHub workflows, their pins and permissions, and the secret-scan script they run.
 
 GitHub itself cannot run here, so these tests check what can be checked offline: actionlint, that every
 project command a workflow runs exists, that third-party actions are pinned to commit SHAs, that no job
-holds a write permission it does not use, and the deploy and secret-scan scripts against fakes.
+holds a write permission it does not use, and the secret-scan script against a scratch repository
+(scripts/deploy has its own: tests/test_deploy.py).
 """
 
 import os
@@ -10,10 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.conftest import REPO, tool_path
@@ -153,8 +152,22 @@ def comments_on_pull_requests(job):
     )
 
 
+def records_deployments(job):
+    """The job posts deployment statuses, or calls a local workflow whose jobs do."""
+    if any(
+        "/deployments/" in step.get("run", "") and "statuses" in step.get("run", "") for step in job.get("steps", [])
+    ):
+        return True
+    called = job.get("uses", "")
+    return called.startswith("./") and any(records_deployments(inner) for inner in jobs(REPO / called).values())
+
+
 def test_no_job_holds_a_write_permission_it_does_not_use():
-    uses_of_write = {"id-token": configures_aws, "pull-requests": comments_on_pull_requests}
+    uses_of_write = {
+        "id-token": configures_aws,
+        "pull-requests": comments_on_pull_requests,
+        "deployments": records_deployments,
+    }
     for path in WORKFLOWS:
         for name, job in jobs(path).items():
             granted = job.get("permissions", {})
@@ -204,7 +217,16 @@ def test_deploy_builds_both_architectures_tagged_with_the_commit_and_deploys_dev
     deploy = jobs(REPO / ".github/workflows/deploy.yml")
     build = next(s for s in deploy["image"]["steps"] if s.get("uses", "").startswith("docker/build-push-action@"))
     assert set(build["with"]["platforms"].split(",")) == {"linux/arm64", "linux/amd64"}
-    assert build["with"]["tags"] == "${{ env.IMAGE }}"
+    # Each tag (the commit SHA; X.Y.Z for a vX.Y.Z tag) is pushed once: only those not in ECR yet.
+    assert build["with"]["tags"] == "${{ steps.pushed.outputs.tags }}"
+    assert build["with"]["build-args"].splitlines() == [
+        "VERSION=${{ steps.pushed.outputs.version }}",
+        "REVISION=${{ github.sha }}",
+    ]
+    tagging = next(s for s in deploy["image"]["steps"] if s.get("id") == "pushed")["run"]
+    assert "GITHUB_REF_NAME#v" in tagging and "git describe" in tagging and "describe-images" in tagging
+    assert load(REPO / ".github/workflows/deploy.yml")[True]["push"]["tags"] == ["v*.*.*"]
+    assert deploy["dev"]["if"] == "github.ref == 'refs/heads/main'", "tags build images; only main deploys"
     assert deploy["image"]["env"]["IMAGE"].endswith(":${{ github.sha }}")
     assert deploy["dev"]["with"]["environment"] == "dev" and deploy["prod"]["with"]["environment"] == "prod"
     assert "dev" in deploy["prod"]["needs"]
@@ -216,7 +238,13 @@ def test_deploy_builds_both_architectures_tagged_with_the_commit_and_deploys_dev
         "group": "deploy-${{ inputs.environment }}",
         "cancel-in-progress": False,
     }
-    assert 'scripts/deploy "$ENVIRONMENT" "$IMAGE"' in environment_job["steps"][-1]["run"]
+    steps = environment_job["steps"]
+    assert steps[0]["with"]["fetch-depth"] == 0, "scripts/deploy orders commits with git merge-base"
+    deploy_step = next(s for s in steps if 'scripts/deploy "$ENVIRONMENT" "$IMAGE"' in s.get("run", ""))
+    assert "DEPLOY_RESULT_FILE" in deploy_step["env"]
+    reports = [s for s in steps if "scripts/deploy-report" in s.get("run", "")]
+    assert [s["run"].split('"$RESULT" ')[1].split()[0] for s in reports] == ["summary", "status", "chat"]
+    assert all(s["if"].startswith("always()") for s in reports)
 
 
 def test_dependabot_covers_pip_actions_and_docker():
@@ -273,237 +301,3 @@ def test_the_baseline_excludes_generated_and_vendored_files():
     text = (REPO / ".secrets.baseline").read_text()
     for excluded in (r"\\.venv-tools", "staticfiles", "fixtures/", r"\\.lock"):
         assert excluded in text
-
-
-# --- scripts/deploy, against fake kubectl, kustomize and curl ----------------------------------
-
-FAKE_KUBECTL = r"""#!/usr/bin/env bash
-echo "kubectl $*" >>"$FAKE_LOG"
-case "$1 $2" in
-    "kustomize "*) if [ -n "${FAKE_RENDER:-}" ]; then cat "$FAKE_RENDER"; else exec "$REAL_KUBECTL" "$@"; fi ;;
-    "apply -f") cp "$3" "$FAKE_LOG.$(basename "$3")" ;;
-    "apply -k") exit "${FAKE_APPLY_RC:-0}" ;;
-    "wait --for=condition=complete") exit "${FAKE_WAIT_RC:-0}" ;;
-    "rollout status") grep -q "^kubectl rollout undo" "$FAKE_LOG" || exit "${FAKE_ROLLOUT_RC:-0}" ;;
-    "get deployment/"*) [ -n "${FAKE_FIRST_RELEASE:-}" ] || echo "deployment.apps/${2#deployment/}" ;;
-    "get -f") echo "job.batch/titanic-api-migrate" ;;
-esac
-exit 0
-"""
-FAKE_KUSTOMIZE = """#!/usr/bin/env bash
-echo "kustomize $* (in $(basename "$PWD"))" >>"$FAKE_LOG"
-"""
-FAKE_CURL = r"""#!/usr/bin/env bash
-url=${@: -1}
-echo "curl $url" >>"$FAKE_LOG"
-case $url in
-    */people) python3 -c "import json; print(json.dumps([{'passengerId': i} for i in range($FAKE_PEOPLE)]))" ;;
-    */) exit "${FAKE_WELCOME_RC:-0}" ;;
-esac
-"""
-RENDERED = textwrap.dedent("""\
-    apiVersion: v1
-    kind: Namespace
-    metadata:
-      name: titanic-dev
-    ---
-    apiVersion: v1
-    kind: ConfigMap
-    metadata:
-      name: titanic-api-7h2k
-      namespace: titanic-dev
-    ---
-    apiVersion: apps/v1
-    kind: Deployment
-    metadata:
-      name: titanic-api
-      namespace: titanic-dev
-    spec:
-      template:
-        spec:
-          containers:
-          - image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/titanic-api:abc
-            name: api
-    ---
-    apiVersion: batch/v1
-    kind: Job
-    metadata:
-      name: titanic-api-migrate
-      namespace: titanic-dev
-    spec:
-      template:
-        spec:
-          containers:
-          - args: [migrate]
-            image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/titanic-api:abc
-            name: migrate
-    """)
-IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/titanic-api:0123abc"
-
-
-@pytest.fixture
-def deploy(tmp_path):
-    """Run a copy of scripts/deploy in a scratch tree, with fake cluster tools; returns (result, log)."""
-    root = tmp_path / "tree"
-    (root / "scripts").mkdir(parents=True)
-    shutil.copy2(REPO / "scripts/deploy", root / "scripts/deploy")
-    for environment in ("dev", "prod"):
-        (root / "kustomize/overlays" / environment).mkdir(parents=True)
-        (root / "kustomize/overlays" / environment / "kustomization.yaml").write_text("resources: []\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in {"kubectl": FAKE_KUBECTL, "kustomize": FAKE_KUSTOMIZE, "curl": FAKE_CURL}.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    rendered = tmp_path / "rendered.yaml"
-    rendered.write_text(RENDERED)
-    log = tmp_path / "calls.log"
-
-    def run(*args, rendered_yaml=RENDERED, **fakes):
-        rendered.write_text(rendered_yaml or "")
-        log.write_text("")
-        env = {
-            **os.environ,
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-            "APP_URL": "https://titanic.example.test/",
-            "FAKE_LOG": str(log),
-            "FAKE_RENDER": str(rendered) if rendered_yaml is not None else "",
-            "REAL_KUBECTL": shutil.which("kubectl", path=os.environ["PATH"]) or "kubectl",
-            "FAKE_PEOPLE": "887",
-            **{key.upper(): str(value) for key, value in fakes.items()},
-        }
-        result = subprocess.run(
-            [root / "scripts/deploy", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-        )
-        return result, log.read_text().splitlines()
-
-    run.root = root
-    run.log = log
-    return run
-
-
-def in_order(calls, expected):
-    """Every expected prefix appears in `calls`, in this order."""
-    position = 0
-    for prefix in expected:
-        while position < len(calls) and not calls[position].startswith(prefix):
-            position += 1
-        assert position < len(calls), f"{prefix!r} missing or out of order in:\n" + "\n".join(calls)
-        position += 1
-
-
-def test_deploy_pins_the_image_migrates_applies_waits_and_smoke_checks(deploy):
-    result, calls = deploy("dev", IMAGE)
-    assert result.returncode == 0, result.stdout + result.stderr
-    in_order(
-        calls,
-        [
-            f"kustomize edit set image titanic-api={IMAGE} (in dev)",
-            "kubectl kustomize kustomize/overlays/dev",
-            "kubectl apply -f",  # the configuration
-            "kubectl delete -f",  # the previous migrate Job
-            "kubectl apply -f",  # the new migrate Job
-            "kubectl wait --for=condition=complete",
-            "kubectl apply -k kustomize/overlays/dev",
-            "kubectl rollout status deployment/titanic-api --namespace titanic-dev",
-            "curl https://titanic.example.test/",
-            "curl https://titanic.example.test/people",
-        ],
-    )
-    assert not any(call.startswith("kubectl rollout undo") for call in calls)
-    job = Path(str(deploy.log) + ".job.yaml").read_text()
-    config = Path(str(deploy.log) + ".config.yaml").read_text()
-    assert "kind: Job" in job and "kind: Deployment" not in job
-    assert "kind: Namespace" in config and "kind: ConfigMap" in config
-    assert "kind: Job" not in config and "kind: Deployment" not in config
-
-
-@pytest.mark.parametrize(
-    ("fakes", "reason"),
-    [
-        ({"fake_people": 886}, "returned 886 entries, expected 887"),
-        ({"fake_rollout_rc": 1}, "failed"),
-        ({"fake_welcome_rc": 22}, "failed"),
-        ({"fake_apply_rc": 1}, "failed"),
-    ],
-)
-def test_deploy_rolls_back_when_the_rollout_or_the_smoke_check_fails(deploy, fakes, reason):
-    result, calls = deploy("prod", IMAGE, **fakes)
-    assert result.returncode == 1
-    assert reason in result.stderr
-    in_order(
-        calls,
-        [
-            "kubectl apply -k kustomize/overlays/prod",
-            "kubectl rollout undo deployment/titanic-api --namespace titanic-prod",
-            "kubectl rollout status deployment/titanic-api --namespace titanic-prod",
-        ],
-    )
-
-
-def test_deploy_stops_before_the_rollout_when_the_migration_fails(deploy):
-    result, calls = deploy("dev", IMAGE, fake_wait_rc=1)
-    assert result.returncode == 1
-    assert "migrate Job did not complete" in result.stderr
-    assert any(call.startswith("kubectl logs") for call in calls)
-    assert not any(call.startswith(("kubectl apply -k", "kubectl rollout")) for call in calls)
-
-
-def test_deploy_has_nothing_to_roll_back_on_a_first_release(deploy):
-    result, calls = deploy("dev", IMAGE, fake_first_release=1, fake_people=0)
-    assert result.returncode == 1
-    assert not any(call.startswith("kubectl rollout undo") for call in calls)
-
-
-@pytest.mark.parametrize(
-    "image", ["123.dkr.ecr.eu-west-1.amazonaws.com/titanic-api", "registry:5000/titanic-api:latest"]
-)
-def test_deploy_refuses_an_image_without_an_immutable_tag(deploy, image):
-    result, calls = deploy("dev", image)
-    assert result.returncode != 0
-    assert calls == []
-
-
-def test_deploy_refuses_an_overlay_without_the_migrate_job(deploy):
-    without_job = RENDERED.split("---\napiVersion: batch/v1")[0]
-    result, calls = deploy("dev", IMAGE, rendered_yaml=without_job)
-    assert result.returncode == 1
-    assert "renders no migrate Job" in result.stderr
-    assert not any(call.startswith(("kubectl apply", "kubectl delete")) for call in calls)
-
-
-def test_deploy_refuses_an_overlay_still_holding_placeholders(deploy):
-    placeholder = RENDERED.replace("123456789012.dkr", "000000000000.dkr")
-    result, calls = deploy("dev", IMAGE, rendered_yaml=placeholder)
-    assert result.returncode == 1
-    assert "placeholder values" in result.stderr
-    assert not any(call.startswith(("kubectl apply", "kubectl delete")) for call in calls)
-
-
-@pytest.mark.parametrize("environment", ["dev", "prod"])
-def test_the_real_overlays_give_deploy_a_migrate_job_and_the_deployment(deploy, environment):
-    """The contract with kustomize/: each overlay renders the migrate Job and deployment/titanic-api."""
-    overlays = REPO / "kustomize"
-    assert (overlays / "overlays" / environment / "kustomization.yaml").is_file()
-    shutil.rmtree(deploy.root / "kustomize")
-    shutil.copytree(overlays, deploy.root / "kustomize")
-    # Stand in for the Terraform outputs that replace the committed placeholders before a deploy.
-    for path in (deploy.root / "kustomize").rglob("*.yaml"):
-        text = path.read_text()
-        path.write_text(text.replace("000000000000", "123456789012").replace(".placeholder.", ".example."))
-    tool_path("kubectl")
-    # Stop right after the Job is applied: only the rendering and the split are under test here.
-    result, _ = deploy(environment, IMAGE, rendered_yaml=None, fake_wait_rc=1)
-    assert "migrate Job did not complete" in result.stderr, result.stdout + result.stderr
-    job = yaml.safe_load_all(Path(str(deploy.log) + ".job.yaml").read_text())
-    jobs_rendered = [doc for doc in job if doc]
-    assert jobs_rendered and all(doc["kind"] == "Job" for doc in jobs_rendered)
-    assert all(doc["metadata"]["namespace"] == f"titanic-{environment}" for doc in jobs_rendered)
-    rendered = subprocess.run(
-        [tool_path("kubectl"), "kustomize", str(overlays / "overlays" / environment)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    deployments = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
-    assert [d["metadata"]["name"] for d in deployments] == ["titanic-api"]

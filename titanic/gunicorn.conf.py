@@ -23,8 +23,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 worker_class = "gthread"
 worker_tmp_dir = "/dev/shm"
 timeout = 30
-# Must fit in the pod's terminationGracePeriodSeconds (35) after the preStop sleep (5).
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
+# Must be less than the pod's terminationGracePeriodSeconds (50) minus its preStop sleep (25);
+# the chain is in kustomize/README.md and tests/test_kustomize.py checks it.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
 # Recycle workers now and then as a guard against slow leaks, but rarely: a restart costs about a
 # second of CPU (importing Django) and empties the worker's cache. At 2000 a loaded worker

@@ -19,7 +19,10 @@ SECRET_KEY = env("DJANGO_SECRET_KEY") if not DEBUG else env("DJANGO_SECRET_KEY",
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
-TITANIC_VERSION = __version__
+# What this build is: docker/Dockerfile bakes both in from its build arguments (a vX.Y.Z tag's
+# version, the commit SHA); a checkout reports the package version and an unknown commit.
+TITANIC_VERSION = env("TITANIC_VERSION", default=__version__)
+TITANIC_COMMIT = env("TITANIC_COMMIT", default="unknown")
 TITANIC_ANONYMOUS_WRITES = env.bool("TITANIC_ANONYMOUS_WRITES", default=False)
 TITANIC_MAX_BODY_BYTES = env.int("TITANIC_MAX_BODY_BYTES", default=64 * 1024)
 TITANIC_RESPONSE_CACHE_MB = env.int("TITANIC_RESPONSE_CACHE_MB", default=16)
@@ -176,6 +179,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The Titanic passenger list. Reads are public; writes need a token "
     "(`Authorization: Token <key>`) of a user holding the matching passenger permission.",
     "VERSION": TITANIC_VERSION,
+    "EXTENSIONS_INFO": {"x-commit": TITANIC_COMMIT},
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

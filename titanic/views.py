@@ -16,6 +16,7 @@ from rest_framework.reverse import reverse
         {
             "message": serializers.CharField(),
             "version": serializers.CharField(),
+            "commit": serializers.CharField(),
             "people": serializers.URLField(),
             "stats": serializers.URLField(),
             "docs": serializers.URLField(),
@@ -31,6 +32,7 @@ def welcome(request):
         {
             "message": "Welcome to the Titanic API",
             "version": settings.TITANIC_VERSION,
+            "commit": settings.TITANIC_COMMIT,
             "people": reverse("people-list", request=request),
             "stats": reverse("people-stats", request=request),
             "docs": reverse("swagger-ui", request=request),
