@@ -51,10 +51,10 @@ test: venv tools postgres system-packages static ## the whole suite: SQLite pass
 	$(MAKE) --no-print-directory test-postgres
 
 test-sqlite: venv static ## the app's tests on SQLite
-	DATABASE_URL=sqlite:///$(CURDIR)/.test-sqlite.db $(VENV)/bin/pytest -q -p no:cacheprovider passengers --no-cov
+	DATABASE_URL=sqlite:///$(CURDIR)/.test-sqlite.db $(VENV)/bin/pytest -q passengers
 
 test-postgres: venv static ## the whole suite on PostgreSQL, with coverage
-	DATABASE_URL=$(TEST_DATABASE_URL) $(VENV)/bin/pytest
+	DATABASE_URL=$(TEST_DATABASE_URL) $(VENV)/bin/pytest --cov --cov-report=term:skip-covered --cov-fail-under=90
 
 lint: venv ## ruff
 	$(VENV)/bin/ruff check .

@@ -1,17 +1,5 @@
-import shutil
-from pathlib import Path
+# tests/support holds what the tests share; these names stay importable from here until the last
+# test modules import them from there.
+from tests.support import REPO, tool_path
 
-import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def tool_path(name):
-    """A command from .venv-tools (make tools), else from PATH; fails the test when missing."""
-    candidate = REPO / ".venv-tools" / "bin" / name
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which(name)
-    if not found:
-        pytest.fail(f"{name} is not installed: run `make tools` / `make system-packages`")
-    return found
+__all__ = ["REPO", "tool_path"]

@@ -16,11 +16,9 @@ everything else the PromQL names must exist in the end-to-end Prometheus.
 import contextlib
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,8 +30,13 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import REPO, tool_path
-from tests.test_server import Server, TcpProxy, free_port, psql
+from tests.support import REPO, tool_path
+from tests.support.gunicorn import HTTPS, Gunicorn
+from tests.support.kubernetes import crd_schemas
+from tests.support.net import TcpProxy, free_port
+from tests.support.postgres import database_url, dataset_database, scratch_name
+
+pytestmark = pytest.mark.infra
 
 MONITORING = REPO / "kustomize" / "components" / "monitoring"
 RULE_FILE = MONITORING / "prometheusrule.yaml"
@@ -42,7 +45,7 @@ DASHBOARDS = sorted((MONITORING / "dashboards").glob("*.json"))
 RUNBOOK = REPO / "docs" / "runbook.md"
 RUNBOOK_URL = "https://github.com/example-org/titanic-api/blob/main/docs/runbook.md"  # PLACEHOLDER org/repo
 EXTRACTED_RULES = "titanic-api.rules.yaml"  # the name rules-tests/*.test.yaml load
-DATABASE = "titanic_monitoring"
+DATABASE = scratch_name("monitoring")
 NAMESPACE = "titanic-prod"
 # What the dashboard variables stand for in the end-to-end queries: a rate window covering the
 # whole test's traffic (Grafana's $__rate_interval would be ~4 scrape intervals).
@@ -150,8 +153,6 @@ def write_rule_groups(directory):
 
 
 def test_prometheusrule_validates_against_its_crd():
-    from tests.test_kustomize import crd_schemas
-
     rule = prometheus_rule()
     schema = crd_schemas()[(rule["apiVersion"], rule["kind"])]
     # Not jsonschema.validate(): its check_schema() rejects the CRD's Go-syntax pattern
@@ -317,11 +318,6 @@ def test_overlays_ship_the_rule_and_the_dashboard():
 # --- end to end: the app, a real Prometheus, traffic ------------------------------------------------
 
 
-def manage(*args, database_url):
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SECRET_KEY": "monitoring-test-key"}
-    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, capture_output=True)
-
-
 class Prometheus:
     def __init__(self, directory, app_port):
         self.directory = directory
@@ -395,7 +391,7 @@ def drive_traffic(app, proxy):
     Each kind is sent once, then again after two scrapes: a counter first seen by Prometheus with
     its final value would show no increase, so rate() would be 0 in the test (and in production).
     """
-    https = {"X-Forwarded-Proto": "https", "Connection": "close"}
+    https = {**HTTPS, "Connection": "close"}
     session = requests.Session()
 
     def get(path, headers=None):
@@ -422,18 +418,15 @@ def drive_traffic(app, proxy):
             assert unauthorised.status_code == 401
 
     def outage(count):
-        proxy.stop()
-        try:
+        with proxy.down():
             assert get("/people/stats", headers={"X-Request-ID": OUTAGE_REQUEST_ID}).status_code == 503
             for _ in range(count - 1):
                 assert get("/people/stats").status_code == 503
-        finally:
-            proxy.start()
         assert get("/people/stats").status_code == 200
 
     def slow(count):
-        proxy.delay = 0.6  # each message to PostgreSQL waits 0.6 s: an uncached /people/stats (5 round trips) > 1 s
-        try:
+        # each message to PostgreSQL waits 0.6 s: an uncached /people/stats (5 round trips) > 1 s
+        with proxy.slowed(0.6):
             results = []
             threads = [
                 threading.Thread(target=lambda: results.append(get(f"/people/stats?search={uuid.uuid4()}")))
@@ -443,8 +436,6 @@ def drive_traffic(app, proxy):
                 thread.start()
             for thread in threads:
                 thread.join(timeout=60)
-        finally:
-            proxy.delay = 0.0
         assert len(results) == count
         assert all(r.status_code == 200 and r.elapsed.total_seconds() > 1 for r in results), [
             (r.status_code, r.elapsed.total_seconds()) for r in results
@@ -464,18 +455,16 @@ def stack():
     with contextlib.ExitStack() as cleanup:
         directory = Path(tempfile.mkdtemp(prefix="titanic-monitoring-"))
         cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
-        proxy = TcpProxy()
-        proxy.start()
+        cleanup.enter_context(dataset_database(DATABASE))
+        proxy = TcpProxy().start()
         cleanup.callback(proxy.stop)
-        psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        psql(f"CREATE DATABASE {DATABASE}")
-        cleanup.callback(psql, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        database_url = f"postgres://postgres@127.0.0.1:{proxy.port}/{DATABASE}"
-        manage("migrate", "--noinput", database_url=database_url)
-        manage("loadcsv", database_url=database_url)
-        app = Server(directory, proxy, DATABASE_URL=database_url)
-        cleanup.callback(app.stop)
-        app.start()
+        app = Gunicorn(
+            directory,
+            database_url=database_url(DATABASE, proxy.port),
+            workers=3,
+            env={"DJANGO_SECURE_SSL_REDIRECT": "1"},
+        )
+        cleanup.enter_context(app)
         prometheus = Prometheus(directory, app.port)
         cleanup.callback(prometheus.stop)
         prometheus.wait_ready()
@@ -508,6 +497,7 @@ def app_queries():
     return sorted(selectors_used), panels
 
 
+@pytest.mark.e2e
 def test_end_to_end_metrics_exist_and_dashboard_queries_return_data(stack):
     app, prometheus = stack
     worker_files = {f.name.rsplit("_", 1)[-1] for f in Path(app.env["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db")}
@@ -530,6 +520,7 @@ def test_end_to_end_metrics_exist_and_dashboard_queries_return_data(stack):
     assert namespaces == {NAMESPACE}, "the dashboard's namespace variable would be empty"
 
 
+@pytest.mark.e2e
 def test_end_to_end_app_alerts_go_pending(stack):
     _, prometheus = stack
 
@@ -547,6 +538,7 @@ def test_end_to_end_app_alerts_go_pending(stack):
     assert "people-stats" in slow_views
 
 
+@pytest.mark.e2e
 def test_end_to_end_log_lines_carry_the_request_id_as_the_runbook_queries_it(stack):
     """docs/runbook.md matches raw lines on '"request_id": "<id>"' and parsed ones on request_id."""
     app, _ = stack

@@ -4,14 +4,9 @@ The database is reached through a TCP proxy this test controls, so it can make t
 unreachable (or slow) without touching the PostgreSQL server other tests use.
 """
 
-import contextlib
 import json
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,141 +14,40 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO
+from tests.support.gunicorn import HTTPS, Gunicorn
+from tests.support.net import TcpProxy
+from tests.support.postgres import create_token, database_url, dataset_database, scratch_name
 
-DATABASE = "titanic_server_test"
+pytestmark = pytest.mark.e2e
+
+DATABASE = scratch_name("server")
 WORKERS = 3
-
-
-class TcpProxy:
-    """Forwards a loopback port to PostgreSQL; can refuse connections or delay traffic."""
-
-    def __init__(self, target=("127.0.0.1", 5432)):
-        self.target = target
-        self.delay = 0.0
-        self.connections = []
-        self.listener = None
-        self.port = free_port()
-
-    def start(self):
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def stop(self):
-        """Close the listener and cut every open connection: the database 'goes away'."""
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
-        self.listener.close()
-        for connection in self.connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-            connection.close()
-        self.connections.clear()
-
-    def _accept(self, listener):
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            self.connections += [client, server]
-            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
-
-    def _pipe(self, source, sink, delayed):
-        try:
-            while data := source.recv(65536):
-                if delayed and self.delay:
-                    time.sleep(self.delay)
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.close()
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def psql(sql):
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", sql], check=True, capture_output=True)
-
-
-class Server:
-    def __init__(self, tmp_path, proxy, **env):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / f"gunicorn-{self.port}.log"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:{proxy.port}/{DATABASE}",
-            "DJANGO_SECRET_KEY": "server-test-key",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DJANGO_SECURE_SSL_REDIRECT": "1",
-            "LOG_FORMAT": "json",
-            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-            "GUNICORN_WORKERS": str(WORKERS),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{self.port}"),
-            **env,
-        }
-        self.process = None
-
-    def start(self):
-        log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "titanic/gunicorn.conf.py", "titanic.wsgi"],
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/health", timeout=3).status_code == 200:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise AssertionError("gunicorn did not start:\n" + self.log_path.read_text())
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=40)
-
-    def log_lines(self):
-        return [line for line in self.log_path.read_text().splitlines() if line.strip()]
-
-
-def manage(*args, proxy):
-    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{proxy.port}/{DATABASE}",
-           "DJANGO_SECRET_KEY": "server-test-key"}  # fmt: skip
-    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def proxy():
-    proxy = TcpProxy()
-    proxy.start()
-    psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    psql(f"CREATE DATABASE {DATABASE}")
-    manage("migrate", "--noinput", proxy=proxy)
-    manage("loadcsv", proxy=proxy)
-    yield proxy
-    proxy.stop()
-    psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    with dataset_database(DATABASE):
+        proxy = TcpProxy().start()
+        try:
+            yield proxy
+        finally:
+            proxy.stop()
+
+
+def serve(workdir, proxy, **env):
+    """The service with WORKERS workers, its database through the proxy, HTTPS redirect on as in production."""
+    return Gunicorn(
+        workdir,
+        database_url=database_url(DATABASE, proxy.port),
+        workers=WORKERS,
+        env={"DJANGO_SECURE_SSL_REDIRECT": "1", **env},
+    )
 
 
 @pytest.fixture(scope="module")
 def server(proxy, tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("server"), proxy).start()
-    yield server
-    server.stop()
+    with serve(tmp_path_factory.mktemp("server"), proxy) as server:
+        yield server
 
 
 def scrape(server, metric, **labels):
@@ -166,7 +60,7 @@ def scrape(server, metric, **labels):
 
 
 def test_one_scrape_counts_the_requests_of_every_worker(server):
-    people = requests.get(server.url + "/people", headers={"X-Forwarded-Proto": "https"}, timeout=10).json()
+    people = requests.get(server.url + "/people", headers=HTTPS, timeout=10).json()
     before = scrape(server, "django_http_responses_total_by_status_view_method_total", view="people-detail")
     pids = set()
     requests_sent = 90
@@ -174,7 +68,7 @@ def test_one_scrape_counts_the_requests_of_every_worker(server):
         # a new connection each time, so the kernel spreads them over the workers
         response = requests.get(
             f"{server.url}/people/{person['uuid']}",
-            headers={"X-Forwarded-Proto": "https", "Connection": "close"},
+            headers={**HTTPS, "Connection": "close"},
             timeout=10,
         )
         assert response.status_code == 200
@@ -188,10 +82,48 @@ def test_one_scrape_counts_the_requests_of_every_worker(server):
     assert scrape(server, "django_db_execute_total") > 0
 
 
+PERSON = {
+    "survived": True,
+    "passengerClass": 2,
+    "name": "Freshness Probe",
+    "sex": "female",
+    "age": 30,
+    "siblingsOrSpousesAboard": 0,
+    "parentsOrChildrenAboard": 1,
+    "fare": 13.5,
+}
+
+
+@pytest.fixture(scope="module")
+def write_token(proxy):
+    return create_token(database_url(DATABASE), "freshness-writer", "add_passenger", "delete_passenger")
+
+
+def test_a_write_is_seen_by_the_next_read_of_every_worker(server, write_token):
+    """Every worker has the list (and later the passenger) cached when the write lands through one of
+    them; reads on new connections then reach every worker, and none may answer from a stale cache."""
+    auth = {"Authorization": f"Token {write_token}", "Content-Type": "application/json"}
+
+    def listed(answers):
+        assert {status for _, status, _ in answers} == {200}
+        return [{person["uuid"] for person in json.loads(body)} for _, _, body in answers]
+
+    assert len(server.workers()) == WORKERS
+    server.get_from_every_worker("/people")
+    status, created = server.request("POST", "/people", body=json.dumps(PERSON), headers=auth)
+    assert status == 201
+    uuid = json.loads(created)["uuid"]
+    assert all(uuid in uuids for uuids in listed(server.get_from_every_worker("/people")))
+    assert {status for _, status, _ in server.get_from_every_worker(f"/people/{uuid}")} == {200}
+
+    assert server.request("DELETE", f"/people/{uuid}", headers=auth)[0] == 204
+    assert all(uuid not in uuids for uuids in listed(server.get_from_every_worker("/people")))
+    assert {status for _, status, _ in server.get_from_every_worker(f"/people/{uuid}")} == {404}
+
+
 def test_ready_follows_the_database_while_health_does_not(server, proxy):
     assert requests.get(server.url + "/ready", timeout=5).status_code == 200
-    proxy.stop()
-    try:
+    with proxy.down():
         started = time.monotonic()
         response = requests.get(server.url + "/ready", timeout=5)
         assert response.status_code == 503
@@ -200,14 +132,9 @@ def test_ready_follows_the_database_while_health_does_not(server, proxy):
         assert response.json()["checks"]["Database"] != "ok", response.json()
         assert requests.get(server.url + "/health", timeout=5).status_code == 200
         # the API itself fails cleanly too, and the server survives it
-        assert (
-            requests.get(server.url + "/people/stats", headers={"X-Forwarded-Proto": "https"}, timeout=5).status_code
-            == 503
-        )
-    finally:
-        proxy.start()
+        assert requests.get(server.url + "/people/stats", headers=HTTPS, timeout=5).status_code == 503
     assert requests.get(server.url + "/ready", timeout=5).status_code == 200
-    assert requests.get(server.url + "/people", headers={"X-Forwarded-Proto": "https"}, timeout=5).status_code == 200
+    assert requests.get(server.url + "/people", headers=HTTPS, timeout=5).status_code == 200
 
 
 def test_probes_and_metrics_answer_the_pod_ip_over_plain_http(server):
@@ -223,7 +150,7 @@ def test_probes_and_metrics_answer_the_pod_ip_over_plain_http(server):
 def test_every_log_line_is_json_and_carries_the_request_id(server):
     tagged = requests.get(
         server.url + "/people?sex=female",
-        headers={"X-Request-ID": "trace-abc.123", "X-Forwarded-Proto": "https"},
+        headers={**HTTPS, "X-Request-ID": "trace-abc.123"},
         timeout=5,
     )
     assert tagged.headers["X-Request-ID"] == "trace-abc.123"
@@ -251,26 +178,23 @@ def test_every_log_line_is_json_and_carries_the_request_id(server):
 
 
 def test_sigterm_lets_a_slow_request_finish_within_the_graceful_timeout(proxy, tmp_path):
-    server = Server(tmp_path, proxy, GUNICORN_GRACEFUL_TIMEOUT="10", GUNICORN_WORKERS="1").start()
+    server = serve(tmp_path, proxy, GUNICORN_GRACEFUL_TIMEOUT="10", GUNICORN_WORKERS="1").start()
+    result = {}
+
+    def slow_request():
+        result["response"] = requests.get(server.url + "/people/stats", headers=HTTPS, timeout=30)
+
     try:
-        result = {}
-
-        def slow_request():
-            result["response"] = requests.get(
-                server.url + "/people/stats", headers={"X-Forwarded-Proto": "https"}, timeout=30
-            )
-
-        proxy.delay = 0.5  # each message to PostgreSQL now takes half a second
-        request = threading.Thread(target=slow_request)
-        request.start()
-        time.sleep(0.8)
-        stopping = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        request.join(timeout=20)
-        server.process.wait(timeout=15)
-        stopped_after = time.monotonic() - stopping
+        with proxy.slowed(0.5):  # each message to PostgreSQL now takes half a second
+            request = threading.Thread(target=slow_request)
+            request.start()
+            time.sleep(0.8)
+            stopping = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            request.join(timeout=20)
+            server.process.wait(timeout=15)
+            stopped_after = time.monotonic() - stopping
     finally:
-        proxy.delay = 0.0
         server.stop()
     assert result["response"].status_code == 200
     assert result["response"].json()["total"] == 887
