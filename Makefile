@@ -46,7 +46,8 @@ system-packages: ## Debian packages the end-to-end tests use (chromium, podman, 
 static: venv
 	DJANGO_SECRET_KEY=collectstatic $(MANAGE) collectstatic --noinput --verbosity 0
 
-test: venv tools postgres system-packages static ## the whole suite: SQLite pass, then PostgreSQL with coverage
+test: venv tools postgres system-packages static ## lint, then the whole suite: SQLite pass, then PostgreSQL with coverage
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
 
@@ -56,9 +57,11 @@ test-sqlite: venv static ## the app's tests on SQLite
 test-postgres: venv static ## the whole suite on PostgreSQL, with coverage
 	DATABASE_URL=$(TEST_DATABASE_URL) $(VENV)/bin/pytest --cov --cov-report=term:skip-covered --cov-fail-under=90
 
-lint: venv ## ruff
+lint: venv ## ruff, ruff format, django-upgrade, mypy (the tools of .pre-commit-config.yaml, over every file)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	git ls-files -z '*.py' | xargs -0 $(VENV)/bin/django-upgrade --target-version 5.2
+	$(VENV)/bin/mypy
 
 schema: venv ## validate the OpenAPI schema
 	DJANGO_DEBUG=1 $(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
@@ -82,10 +85,10 @@ smoke: venv system-packages ## build the image with podman and smoke-test it aga
 	scripts/container-smoke
 
 bench: venv postgres system-packages ## benchmark the API under gunicorn with wrk (see docs/performance.md)
-	$(PY) scripts/bench
+	$(PY) -m bench
 
 bench-smoke: venv postgres system-packages ## a seconds-long run of the benchmark, to keep it working
-	$(PY) scripts/bench --smoke
+	$(PY) -m bench --smoke
 
 lock: ## recompile requirements/*.txt from the .in files
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links base.in -o base.txt
@@ -93,4 +96,4 @@ lock: ## recompile requirements/*.txt from the .in files
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links tools.in -o tools.txt
 
 clean: ## remove virtualenvs, databases and build output
-	rm -rf $(VENV) $(TOOLS) staticfiles db.sqlite3 .test-sqlite.db .coverage htmlcov
+	rm -rf $(VENV) $(TOOLS) staticfiles db.sqlite3 .test-sqlite.db .coverage htmlcov .mypy_cache .ruff_cache

@@ -36,4 +36,4 @@ class PassengerFilter(filters.FilterSet):
 
     class Meta:
         model = Passenger
-        fields = []
+        fields: list[str] = []

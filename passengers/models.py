@@ -8,37 +8,45 @@ from django.db.models import Q
 
 AGE_MAX = 150
 SMALLINT_MAX = 32767  # PositiveSmallIntegerField's ceiling on PostgreSQL
-# The fields of the /people contract, in its order.
-PERSON_FIELDS = (
-    "uuid",
-    "survived",
-    "passenger_class",
-    "name",
-    "sex",
-    "age",
-    "siblings_or_spouses_aboard",
-    "parents_or_children_aboard",
-    "fare",
-)
-PersonRow = namedtuple("PersonRow", PERSON_FIELDS)
+NAME_MAX_LENGTH = 200
+# The /people contract: its JSON fields in order, each with the model field it shows. The
+# serializer, person() and the API tests take the field list from here.
+CONTRACT_FIELDS = {
+    "uuid": "uuid",
+    "survived": "survived",
+    "passengerClass": "passenger_class",
+    "name": "name",
+    "sex": "sex",
+    "age": "age",
+    "siblingsOrSpousesAboard": "siblings_or_spouses_aboard",
+    "parentsOrChildrenAboard": "parents_or_children_aboard",
+    "fare": "fare",
+}
+PERSON_FIELDS = tuple(CONTRACT_FIELDS.values())
+PersonRow = namedtuple("PersonRow", PERSON_FIELDS)  # type: ignore[misc]  # fields from the contract
+
+
+class PassengerClass(models.IntegerChoices):
+    FIRST = 1, "1st"
+    SECOND = 2, "2nd"
+    THIRD = 3, "3rd"
+
+
+class Sex(models.TextChoices):
+    MALE = "male"
+    FEMALE = "female"
+    OTHER = "other"
 
 
 class Passenger(models.Model):
-    class PassengerClass(models.IntegerChoices):
-        FIRST = 1, "1st"
-        SECOND = 2, "2nd"
-        THIRD = 3, "3rd"
-
-    class Sex(models.TextChoices):
-        MALE = "male"
-        FEMALE = "female"
-        OTHER = "other"
+    PassengerClass = PassengerClass
+    Sex = Sex
 
     uuid = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     survived = models.BooleanField()
-    passenger_class = models.PositiveSmallIntegerField(choices=PassengerClass.choices)
-    name = models.CharField(max_length=200)
-    sex = models.CharField(max_length=6, choices=Sex.choices)
+    passenger_class = models.PositiveSmallIntegerField(choices=PassengerClass)
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
+    sex = models.CharField(max_length=6, choices=Sex)
     age = models.FloatField(validators=[MinValueValidator(0), MaxValueValidator(AGE_MAX)])
     siblings_or_spouses_aboard = models.PositiveSmallIntegerField()
     parents_or_children_aboard = models.PositiveSmallIntegerField()
@@ -49,8 +57,10 @@ class Passenger(models.Model):
     class Meta:
         ordering = ["name", "uuid"]
         constraints = [
-            models.CheckConstraint(condition=Q(passenger_class__in=[1, 2, 3]), name="passenger_class_1_to_3"),
-            models.CheckConstraint(condition=Q(sex__in=["male", "female", "other"]), name="passenger_sex_known"),
+            models.CheckConstraint(
+                condition=Q(passenger_class__in=PassengerClass.values), name="passenger_class_1_to_3"
+            ),
+            models.CheckConstraint(condition=Q(sex__in=Sex.values), name="passenger_sex_known"),
             models.CheckConstraint(condition=Q(age__gte=0, age__lte=AGE_MAX), name="passenger_age_0_to_150"),
             models.CheckConstraint(
                 condition=Q(siblings_or_spouses_aboard__gte=0), name="passenger_siblings_not_negative"
@@ -70,26 +80,6 @@ class Passenger(models.Model):
 
     def __str__(self):
         return self.name
-
-    @classmethod
-    def person_row(cls, key):
-        """The contract's fields of one passenger, or None, in one plain query: GET /people/{uuid}
-        is the hottest lookup and the ORM's query building cost more than the query itself."""
-        try:
-            key = uuid.UUID(key)
-        except ValueError:
-            return None
-        with connection.cursor() as cursor:
-            cursor.execute(_person_row_sql(), [cls._meta.pk.get_db_prep_value(key, connection)])
-            row = cursor.fetchone()
-        return None if row is None else PersonRow(key, *row)
-
-
-@functools.cache
-def _person_row_sql():
-    meta = Passenger._meta
-    columns = ", ".join(meta.get_field(name).column for name in PERSON_FIELDS[1:])
-    return f"SELECT {columns} FROM {meta.db_table} WHERE {meta.pk.column} = %s"
 
 
 class DatasetVersion(models.Model):

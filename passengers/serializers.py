@@ -1,26 +1,32 @@
+from collections.abc import Callable
+from typing import Any
+
 from django.http import QueryDict
 from rest_framework import serializers
 
-from passengers.models import AGE_MAX, SMALLINT_MAX, Passenger
+from passengers.models import AGE_MAX, CONTRACT_FIELDS, NAME_MAX_LENGTH, SMALLINT_MAX, Passenger
+
+
+def _age(value):
+    """Integral ages render as integers (22), the others as decimals (0.42)."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+# How a contract field's JSON value is made from the model's; the others are shown as they are.
+RENDER: dict[str, Callable[[Any], Any]] = {"uuid": str, "survived": bool, "age": _age, "fare": float}
+_RENDERED_FIELDS = [(name, field, RENDER.get(name)) for name, field in CONTRACT_FIELDS.items()]
 
 
 def person(passenger):
     """The contract's JSON form of a passenger (a model instance or a PersonRow)."""
-    age = passenger.age
-    return {
-        "uuid": str(passenger.uuid),
-        "survived": bool(passenger.survived),
-        "passengerClass": passenger.passenger_class,
-        "name": passenger.name,
-        "sex": passenger.sex,
-        "age": int(age) if float(age).is_integer() else float(age),
-        "siblingsOrSpousesAboard": passenger.siblings_or_spouses_aboard,
-        "parentsOrChildrenAboard": passenger.parents_or_children_aboard,
-        "fare": float(passenger.fare),
-    }
+    data = {}
+    for name, field, render in _RENDERED_FIELDS:
+        value = getattr(passenger, field)
+        data[name] = render(value) if render else value
+    return data
 
 
-class StrictJSONTypes:
+class StrictJSONTypes(serializers.Field):
     """Reject JSON values of the wrong type instead of coercing them ("1" is not 1, 1 is not true).
 
     HTML and multipart forms (the browsable API) send every value as a string, so they are
@@ -28,6 +34,8 @@ class StrictJSONTypes:
     """
 
     json_types: tuple[type, ...] = ()
+    expected = ""
+    default_error_messages = {"wrong_type": "Must be {expected}."}
 
     def to_internal_value(self, data):
         from_form = isinstance(getattr(self.root, "initial_data", None), QueryDict)
@@ -38,53 +46,58 @@ class StrictJSONTypes:
         return super().to_internal_value(data)
 
 
-def _strict(field_class, json_types, expected):
-    return type(
-        f"Strict{field_class.__name__}",
-        (StrictJSONTypes, field_class),
-        {
-            "json_types": json_types,
-            "expected": expected,
-            "default_error_messages": {"wrong_type": "Must be {expected}."},
-        },
-    )
+class StrictBooleanField(StrictJSONTypes, serializers.BooleanField):
+    json_types = (bool,)
+    expected = "a JSON boolean (true or false)"
 
 
-StrictBooleanField = _strict(serializers.BooleanField, (bool,), "a JSON boolean (true or false)")
-StrictIntegerField = _strict(serializers.IntegerField, (int,), "a JSON integer")
-StrictFloatField = _strict(serializers.FloatField, (int, float), "a JSON number")
-StrictCharField = _strict(serializers.CharField, (str,), "a JSON string")
-StrictChoiceField = _strict(serializers.ChoiceField, (str,), "a JSON string")
-StrictIntegerChoiceField = _strict(serializers.ChoiceField, (int,), "a JSON integer")
+class StrictIntegerField(StrictJSONTypes, serializers.IntegerField):
+    json_types = (int,)
+    expected = "a JSON integer"
+
+
+class StrictFloatField(StrictJSONTypes, serializers.FloatField):
+    json_types = (int, float)
+    expected = "a JSON number"
+
+
+class StrictCharField(StrictJSONTypes, serializers.CharField):
+    json_types = (str,)
+    expected = "a JSON string"
+
+
+class StrictChoiceField(StrictJSONTypes, serializers.ChoiceField):
+    json_types = (str,)
+    expected = "a JSON string"
+
+
+class StrictIntegerChoiceField(StrictJSONTypes, serializers.ChoiceField):
+    json_types = (int,)
+    expected = "a JSON integer"
+
+
+def _source(name):
+    """source= for a contract field whose JSON name is not the model field's."""
+    return {"source": CONTRACT_FIELDS[name]} if CONTRACT_FIELDS[name] != name else {}
 
 
 class PassengerSerializer(serializers.ModelSerializer):
     survived = StrictBooleanField()
-    passengerClass = StrictIntegerChoiceField(source="passenger_class", choices=Passenger.PassengerClass.values)
-    name = StrictCharField(max_length=Passenger._meta.get_field("name").max_length)
+    passengerClass = StrictIntegerChoiceField(**_source("passengerClass"), choices=Passenger.PassengerClass.values)
+    name = StrictCharField(max_length=NAME_MAX_LENGTH)
     sex = StrictChoiceField(choices=Passenger.Sex.values)
     age = StrictFloatField(min_value=0, max_value=AGE_MAX)
     siblingsOrSpousesAboard = StrictIntegerField(
-        source="siblings_or_spouses_aboard", min_value=0, max_value=SMALLINT_MAX
+        **_source("siblingsOrSpousesAboard"), min_value=0, max_value=SMALLINT_MAX
     )
     parentsOrChildrenAboard = StrictIntegerField(
-        source="parents_or_children_aboard", min_value=0, max_value=SMALLINT_MAX
+        **_source("parentsOrChildrenAboard"), min_value=0, max_value=SMALLINT_MAX
     )
     fare = StrictFloatField(min_value=0)
 
     class Meta:
         model = Passenger
-        fields = [
-            "uuid",
-            "survived",
-            "passengerClass",
-            "name",
-            "sex",
-            "age",
-            "siblingsOrSpousesAboard",
-            "parentsOrChildrenAboard",
-            "fare",
-        ]
+        fields = list(CONTRACT_FIELDS)
         read_only_fields = ["uuid"]
 
     def to_representation(self, instance):

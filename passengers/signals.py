@@ -4,7 +4,7 @@ from django.apps import apps as global_apps
 from django.contrib.auth.signals import user_login_failed
 from django.dispatch import receiver
 
-logger = logging.getLogger("passengers.api")
+logger = logging.getLogger("titanic.api")
 
 
 @receiver(user_login_failed)

@@ -3,28 +3,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 
 from passengers.filters import PassengerFilter
-from passengers.models import PERSON_FIELDS, Passenger
-from passengers.pagination import OptInLimitOffsetPagination
+from passengers.models import Passenger
+from passengers.selectors import person_row, person_rows, survival_stats
 from passengers.serializers import PassengerSerializer, StatsSerializer, person
-from passengers.services import survival_stats
-
-
-class WriteRateThrottle(SimpleRateThrottle):
-    """Limits writes per user (or per client address when anonymous writes are on); reads are free."""
-
-    scope = "write"
-
-    def get_cache_key(self, request, view):
-        if request.method in SAFE_METHODS:
-            return None
-        ident = request.user.pk if request.user.is_authenticated else self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
-
+from titanic.api.pagination import OptInLimitOffsetPagination
+from titanic.api.throttling import WriteRateThrottle
 
 ERRORS = {
     400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid data: the body names each bad field"),
@@ -88,7 +74,7 @@ class PassengerViewSet(
     lookup_field = "uuid"
 
     def list(self, request, *args, **kwargs):
-        rows = self.filter_queryset(self.get_queryset()).values_list(*PERSON_FIELDS, named=True)
+        rows = person_rows(queryset=self.filter_queryset(self.get_queryset()))
         page = self.paginate_queryset(rows)
         if page is not None:
             return self.get_paginated_response([person(row) for row in page])
@@ -96,7 +82,7 @@ class PassengerViewSet(
 
     def retrieve(self, request, *args, **kwargs):
         """One indexed lookup of the contract's fields (the list's filters do not apply to one person)."""
-        row = Passenger.person_row(kwargs[self.lookup_field])
+        row = person_row(kwargs[self.lookup_field])
         if row is None:
             raise Http404("No Passenger matches the given query.")  # the words of the other 404s
         return Response(person(row))

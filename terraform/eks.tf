@@ -19,15 +19,29 @@ module "eks" {
   # Pod Identity instead of IRSA: no cluster OIDC provider needed.
   enable_irsa = false
 
-  # titanic-* names keep every IAM object inside the Terraform role's IAM scope (iam.tf).
-  iam_role_name          = "${local.name}-cluster"
-  encryption_policy_name = "${local.name}-cluster-encryption"
+  # titanic-<env>-* names keep every IAM object inside the Terraform role's IAM scope, and
+  # every role carries the permissions boundary (iam.tf).
+  iam_role_name                 = "${local.name}-cluster"
+  iam_role_permissions_boundary = local.permissions_boundary_arn
+  encryption_policy_name        = "${local.name}-cluster-encryption"
+
+  # The secrets-encryption key's administrators, set explicitly: the module's default is
+  # whoever runs the apply, so an admin's apply and CI's apply would rewrite the key policy
+  # back and forth. The account root statement (kms_key_enable_default_policy, on by
+  # default) still lets IAM administrators manage the key.
+  kms_key_administrators = [module.github_role["terraform"].arn]
 
   enabled_log_types                      = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
   cloudwatch_log_group_retention_in_days = var.log_retention_days
 
   vpc_id     = module.vpc.vpc_id
   subnet_ids = module.vpc.private_subnets
+
+  # Karpenter's EC2NodeClass selects the node security group (and the private subnets,
+  # vpc.tf) by this tag, so its nodes reach the database like the node group's.
+  node_security_group_tags = {
+    "karpenter.sh/discovery" = local.name
+  }
 
   addons = {
     vpc-cni = {
@@ -54,9 +68,14 @@ module "eks" {
 
   access_entries = merge(
     {
-      # CI deploys the app: edit rights in this environment's app namespace only.
+      # CI deploys the app: edit rights in this environment's app namespace, plus whatever
+      # kustomize/ binds to the Kubernetes group titanic-deployers. EKS access policies are
+      # fixed sets of rules (aggregated ClusterRoles do not extend them), so the objects
+      # AmazonEKSEditPolicy does not cover (ExternalSecret, ServiceMonitor, Namespace,
+      # ResourceQuota...) are granted by Roles/ClusterRoles bound to that group.
       deploy = {
-        principal_arn = module.github_role["deploy"].arn
+        principal_arn     = module.github_role["deploy"].arn
+        kubernetes_groups = ["titanic-deployers"]
         policy_associations = {
           app_namespace = {
             policy_arn = "arn:${local.partition}:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
@@ -69,7 +88,8 @@ module "eks" {
       }
     },
     {
-      for i, arn in var.cluster_admin_arns : "admin-${i}" => {
+      # Keyed by the admin's name, so reordering or adding admins replaces nobody's entry.
+      for name, arn in var.cluster_admin_arns : "admin-${name}" => {
         principal_arn = arn
         policy_associations = {
           cluster_admin = {
@@ -83,6 +103,8 @@ module "eks" {
     }
   )
 
+  # The small fixed system pool: it runs Karpenter itself, CoreDNS and the add-ons (nothing
+  # scales it). Karpenter (karpenter.tf) adds and removes the nodes the app needs.
   eks_managed_node_groups = {
     arm-spot = {
       ami_type       = "AL2023_ARM_64_STANDARD"
@@ -100,7 +122,8 @@ module "eks" {
         "titanic.io/pool" = "arm-spot"
       }
 
-      iam_role_name = "${local.name}-arm-spot-node"
+      iam_role_name                 = "${local.name}-arm-spot-node"
+      iam_role_permissions_boundary = local.permissions_boundary_arn
 
       block_device_mappings = {
         xvda = {

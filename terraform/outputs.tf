@@ -32,7 +32,7 @@ output "ecr_repository_url" {
 }
 
 output "cluster_name" {
-  description = "EKS cluster name (aws eks update-kubeconfig --name <cluster_name>)."
+  description = "EKS cluster name (aws eks update-kubeconfig --name <cluster_name>; Helm value settings.clusterName of Karpenter; the karpenter.sh/discovery tag value of the private subnets and the node security group)."
   value       = module.eks.cluster_name
 }
 
@@ -61,7 +61,7 @@ output "terraform_role_arn" {
 }
 
 output "terraform_plan_role_arn" {
-  description = "Read-only role the terraform workflow assumes to plan on pull requests."
+  description = "Read-only role the terraform workflow assumes to plan: dev's on pull requests and main, prod's on main only."
   value       = module.github_role["terraform-plan"].arn
 }
 
@@ -121,4 +121,18 @@ output "django_secret_key_secret_name" {
 output "waf_web_acl_arn" {
   description = "ARN of the WAF web ACL for the ALB (alb.ingress.kubernetes.io/wafv2-acl-arn), or null when enable_waf is false."
   value       = try(aws_wafv2_web_acl.alb[0].arn, null)
+}
+
+################################################################################
+# Karpenter (Helm values of the controller and the EC2NodeClass in kustomize/)
+################################################################################
+
+output "karpenter_node_iam_role_name" {
+  description = "IAM role of the nodes Karpenter launches (EC2NodeClass spec.role); its access entry (EC2_LINUX) already exists."
+  value       = module.karpenter.node_iam_role_name
+}
+
+output "karpenter_queue_name" {
+  description = "SQS queue of Spot interruption and rebalance events (Helm value settings.interruptionQueue of the controller, which runs as kube-system/karpenter)."
+  value       = module.karpenter.queue_name
 }

@@ -27,6 +27,8 @@ module "external_secrets_pod_identity" {
   use_name_prefix = false
   description     = "External Secrets Operator on ${local.name}: read the RDS master secret and the Django secret key"
 
+  permissions_boundary_arn = local.permissions_boundary_arn
+
   attach_custom_policy    = true
   source_policy_documents = [data.aws_iam_policy_document.external_secrets.json]
 
@@ -54,6 +56,8 @@ module "lb_controller_pod_identity" {
   use_name_prefix    = false
   policy_name_prefix = "${local.name}-"
 
+  permissions_boundary_arn = local.permissions_boundary_arn
+
   attach_aws_lb_controller_policy = true
 
   associations = {
@@ -79,6 +83,8 @@ module "cloudwatch_observability_pod_identity" {
 
   name            = "${local.name}-cloudwatch-agent"
   use_name_prefix = false
+
+  permissions_boundary_arn = local.permissions_boundary_arn
 
   attach_aws_cloudwatch_observability_policy = true
 

@@ -3,12 +3,21 @@ locals {
 }
 
 # PostgreSQL accepts connections on 5432 from the EKS nodes only (pods share the node
-# security group under the VPC CNI). No egress rules: the database initiates nothing.
+# security group under the VPC CNI; Karpenter's nodes get the same group through its
+# discovery tag). No egress rules: the database initiates nothing.
+#
+# A replacement (a changed description or VPC) creates the new group first, moves the
+# instance to it, then deletes the old one. With a fixed name and destroy-first, the delete
+# would wait forever on the group the instance still uses.
 resource "aws_security_group" "db" {
   #checkov:skip=CKV2_AWS_5:Attached to the RDS instance through module.db (vpc_security_group_ids); checkov does not follow module inputs.
-  name        = "${local.name}-db"
+  name_prefix = "${local.name}-db-"
   description = "PostgreSQL for ${local.name}: 5432 from the EKS node security group only"
   vpc_id      = module.vpc.vpc_id
+
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 resource "aws_vpc_security_group_ingress_rule" "db_from_nodes" {

@@ -108,18 +108,22 @@ variable "cluster_endpoint_public_access_cidrs" {
 }
 
 variable "cluster_admin_arns" {
-  description = "IAM role/user ARNs given cluster-admin through EKS access entries (the people who run the Helm installs). Pass at apply time (TF_VAR_cluster_admin_arns='[\"<admin role ARN>\"]'); never commit account ids."
-  type        = list(string)
-  default     = []
+  description = "Cluster administrators, by name: {\"<name>\" = \"<IAM role or user ARN>\"}, each given AmazonEKSClusterAdminPolicy through an access entry keyed admin-<name>. Required and non-empty: an apply without it would delete every admin's access entry. Pass at apply time (TF_VAR_cluster_admin_arns='{\"alice\":\"<ARN>\"}'; CI: the CLUSTER_ADMIN_ARNS variable); never commit account ids."
+  type        = map(string)
 
   validation {
-    condition     = alltrue([for a in var.cluster_admin_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", a))])
-    error_message = "cluster_admin_arns must contain IAM role or user ARNs."
+    condition     = length(var.cluster_admin_arns) > 0
+    error_message = "cluster_admin_arns must name at least one cluster administrator (an empty map would delete every admin access entry)."
+  }
+
+  validation {
+    condition     = alltrue([for name, arn in var.cluster_admin_arns : can(regex("^[a-z0-9][a-z0-9-]{0,30}$", name)) && can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", arn))])
+    error_message = "cluster_admin_arns must map short lower-case names (a-z, 0-9, -) to IAM role or user ARNs."
   }
 }
 
 variable "node_instance_types" {
-  description = "Graviton (ARM64) instance types for the Spot node group; several types of similar size improve Spot availability."
+  description = "Graviton (ARM64) instance types for the Spot system node group (Karpenter, CoreDNS, add-ons); several types of similar size improve Spot availability."
   type        = list(string)
   default     = ["m7g.large", "m6g.large", "m6gd.large", "t4g.large"]
 

@@ -27,8 +27,10 @@ module "vpc" {
   public_subnet_tags = {
     "kubernetes.io/role/elb" = 1
   }
+  # Internal load balancers, and Karpenter's EC2NodeClass (discovery tag), use these.
   private_subnet_tags = {
     "kubernetes.io/role/internal-elb" = 1
+    "karpenter.sh/discovery"          = local.name
   }
 
   tags = local.tags

@@ -1,7 +1,6 @@
 """`make bench-smoke`: the benchmark harness runs end to end and writes sane results.
 
-Targets are not asserted here (timing on shared CI machines is noise); freshness across real
-gunicorn workers is, because it is correctness.
+Targets are not asserted here: timing on shared CI machines is noise.
 """
 
 import json
@@ -10,7 +9,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, tool_path
+from tests.support import REPO, tool_path
+
+pytestmark = pytest.mark.e2e
 
 ENDPOINTS = {"people", "detail", "filtered", "stats", "create"}
 
@@ -20,7 +21,7 @@ def results(tmp_path_factory):
     tool_path("wrk")
     output = tmp_path_factory.mktemp("bench") / "bench-smoke.json"
     run = subprocess.run(
-        [sys.executable, "scripts/bench", "--smoke", "--output", str(output)],
+        [sys.executable, "-m", "bench", "--smoke", "--output", str(output)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -59,14 +60,6 @@ def test_gunicorn_ran_with_the_shipped_config(results):
     memory = results["memory"]
     assert len(memory["rss_mb_after_run"]) == int(results["gunicorn"]["workers"])
     assert 10 < memory["peak_rss_mb_max"] < 1000
-
-
-def test_a_write_is_seen_by_the_next_read_of_every_worker(results):
-    freshness = results["freshness"]
-    assert freshness["passed"], freshness
-    assert freshness["workers"] >= 2
-    assert freshness["workers_read_after_create"] == freshness["workers"]
-    assert freshness["stale_after_create"] == freshness["stale_after_delete"] == 0
 
 
 def test_loadcsv_scaling_was_timed(results):

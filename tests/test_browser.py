@@ -16,6 +16,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from passengers.tests.factories import PassengerFactory
 
+pytestmark = pytest.mark.e2e
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -13,45 +13,16 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import REPO, tool_path
+from tests.support import REPO, tool_path
+from tests.support.dockerfile import exec_form, healthcheck_command, instructions, stages
+
+pytestmark = pytest.mark.infra
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 SMOKE = REPO / "scripts" / "container-smoke"
 MIGRATE = ["python", "manage.py", "migrate", "--noinput"]
 LOADCSV = ["python", "manage.py", "loadcsv"]
 SERVE = ["gunicorn", "--config", "titanic/gunicorn.conf.py", "titanic.wsgi"]
-
-
-def instructions(text):
-    """(INSTRUCTION, arguments) pairs of a Dockerfile, continuation lines joined, comments dropped."""
-    uncommented = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    logical = re.sub(r"\\\n\s*", " ", uncommented)
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
-        for line in logical.splitlines()
-        if line.strip()
-    ]
-
-
-def stages(text):
-    """The Dockerfile's stages: lists of (INSTRUCTION, arguments), each starting with its FROM."""
-    result = []
-    for instruction in instructions(text):
-        if instruction[0] == "FROM":
-            result.append([])
-        if result:
-            result[-1].append(instruction)
-    return result
-
-
-def exec_form(arguments):
-    """A JSON exec-form argument list (CMD, HEALTHCHECK CMD)."""
-    return json.loads(arguments)
-
-
-def healthcheck_command(stage):
-    (arguments,) = [args for name, args in stage if name == "HEALTHCHECK"]
-    return exec_form(arguments[arguments.index("CMD") + len("CMD") :].strip())
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +43,7 @@ def compose_dev():
 # --- the image, built and run for real -------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_container_smoke():
     """Build with podman, migrate + loadcsv through the image, serve read-only as UID 10001, check over HTTP."""
     result = subprocess.run(
@@ -142,6 +114,7 @@ def test_build_context_is_an_allowlist_without_tests():
         "passengers/",
     }
     assert "passengers/tests/" in rules and "**/__pycache__/" in rules
+    assert "titanic/settings_test.py" in rules
 
 
 # --- compose ----------------------------------------------------------------------------------------

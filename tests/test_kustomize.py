@@ -19,6 +19,7 @@ from django.urls import Resolver404, resolve
 from kubernetes_validate import utils as kubernetes_validate
 
 from tests.conftest import REPO, tool_path
+from tests.support.kubernetes import crd_schemas
 
 KUBERNETES_VERSION = "1.35.0"  # pinned by Terraform
 KUSTOMIZE = REPO / "kustomize"
@@ -165,35 +166,6 @@ def test_every_object_is_in_the_environment_namespace(overlay):
             assert o["metadata"]["name"] == namespace
         else:
             assert o["metadata"].get("namespace") == namespace, (o["kind"], o["metadata"]["name"])
-
-
-@functools.cache
-def crd_schemas():
-    """(apiVersion, kind) -> openAPIV3Schema, made strict: unknown fields are errors."""
-
-    def strict(node):
-        if isinstance(node, dict):
-            node = {k: strict(v) for k, v in node.items()}
-            if (
-                "properties" in node
-                and "additionalProperties" not in node
-                and not node.get("x-kubernetes-preserve-unknown-fields")
-            ):
-                node["additionalProperties"] = False
-            return node
-        if isinstance(node, list):
-            return [strict(v) for v in node]
-        return node
-
-    schemas = {}
-    for path in CRD_SCHEMAS.glob("*.yaml"):
-        crd = yaml.safe_load(path.read_text())
-        spec = crd["spec"]
-        for version in spec["versions"]:
-            schema = strict(version["schema"]["openAPIV3Schema"])
-            schema["properties"]["metadata"] = {"type": "object"}  # checked as ObjectMeta below
-            schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = schema
-    return schemas
 
 
 def validate_custom_resource(obj):

@@ -35,6 +35,7 @@ from tests.support.gunicorn import HTTPS, Gunicorn
 from tests.support.kubernetes import crd_schemas
 from tests.support.net import TcpProxy, free_port
 from tests.support.postgres import database_url, dataset_database, scratch_name
+from tests.support.promql import metric_names, selectors
 
 pytestmark = pytest.mark.infra
 
@@ -71,63 +72,12 @@ CLUSTER_METRICS = {
 OUTAGE_REQUEST_ID = "monitoring-e2e-outage"
 APP_ALERTS = {"TitanicApiHigh5xxRatio", "TitanicApiHighLatencyP95", "TitanicApiDatabaseErrors"}
 
-PROMQL_FUNCTIONS = {
-    "sum", "min", "max", "avg", "count", "topk", "bottomk", "quantile", "abs", "absent", "clamp_min",
-    "clamp_max", "delta", "deriv", "histogram_quantile", "increase", "irate", "label_replace", "max_over_time",
-    "min_over_time", "avg_over_time", "rate", "round", "vector", "scalar", "time",
-}  # fmt: skip
-PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
-
-
-# --- PromQL: which metrics and selectors an expression uses ---------------------------------------
-
-
-def _without_strings(expr):
-    return re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-
-
-def metric_names(expr):
-    """Metric names in a PromQL expression; fails on a function this parser does not know."""
-    text = _without_strings(expr)
-    text = re.sub(r"\{[^}]*\}", "{}", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)  # range windows
-    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][\w:]*", text):
-        word = match.group()
-        if re.match(r"\s*\(", text[match.end() :]):
-            assert word in PROMQL_FUNCTIONS, f"unknown PromQL function {word} in {expr}"
-        elif word not in PROMQL_KEYWORDS:
-            names.add(word)
-    return names
-
-
-def selectors(expr):
-    """(metric name, selector text) of every vector selector; each must carry label matchers."""
-    found = re.findall(r'(?<![\w.$])([A-Za-z_:][\w:]*)(\{(?:[^}"]|"(?:[^"\\]|\\.)*")*\})', expr)
-    assert {name for name, _ in found} == metric_names(expr), f"a selector without {{...}} in {expr}"
-    return [(name, name + matchers) for name, matchers in found]
-
 
 def substitute(expr):
     for variable, value in DASHBOARD_VARIABLES.items():
         expr = expr.replace(variable, value)
     assert "$" not in expr, f"unsubstituted dashboard variable in {expr}"
     return expr
-
-
-def test_promql_parsing_is_not_vacuous():
-    expr = (
-        'sum by (namespace, le) (rate(a_total{job="x", status=~"5.."}[5m])) / on (namespace) '
-        'b_bucket{le="+Inf"} > 0.5 and absent(up{job="y"}) or vector(1e3)'
-    )
-    assert metric_names(expr) == {"a_total", "b_bucket", "up"}
-    assert [n for n, _ in selectors(expr)] == ["a_total", "b_bucket", "up"]
-    assert selectors(expr)[0][1] == 'a_total{job="x", status=~"5.."}'
-    with pytest.raises(AssertionError, match="unknown PromQL function"):
-        metric_names("sum(rate_of(x{}))")
-    with pytest.raises(AssertionError, match="a selector without"):
-        selectors("sum(rate(x[5m]))")
 
 
 # --- the rules -----------------------------------------------------------------------------------
@@ -193,7 +143,8 @@ def test_promtool_rule_unit_tests(tmp_path):
 
 
 def test_every_alert_has_a_firing_and_a_not_firing_unit_test():
-    firing, quiet = set(), set()
+    firing: set[str] = set()
+    quiet: set[str] = set()
     for path in RULE_TESTS:
         suite = yaml.safe_load(path.read_text())
         assert suite["rule_files"] == [EXTRACTED_RULES]

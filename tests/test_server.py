@@ -16,7 +16,7 @@ import requests
 
 from tests.support.gunicorn import HTTPS, Gunicorn
 from tests.support.net import TcpProxy
-from tests.support.postgres import create_token, database_url, dataset_database, scratch_name
+from tests.support.postgres import create_token, database_url, dataset_database, manage, scratch_name
 
 pytestmark = pytest.mark.e2e
 
@@ -157,7 +157,7 @@ def test_every_log_line_is_json_and_carries_the_request_id(server):
     assert "user" in request_line
     assert any(r["request_id"] == generated for r in records)
     auth = [r for r in records if r["request_id"] == "auth-fail-1"]
-    assert {r["logger"] for r in auth} >= {"passengers.api", "titanic.request"}
+    assert {r["logger"] for r in auth} >= {"titanic.api", "titanic.request"}
     assert any(r["logger"] == "gunicorn.error" for r in records)  # gunicorn's own lines share the format
 
 
@@ -184,3 +184,53 @@ def test_sigterm_lets_a_slow_request_finish_within_the_graceful_timeout(proxy, t
     assert result["response"].json()["total"] == 887
     assert stopped_after < 10 + 2
     assert server.process.returncode == 0
+
+
+def test_the_admin_login_locks_out_logs_and_unlocks(proxy, tmp_path):
+    """django-axes under gunicorn (3 workers sharing the attempts in PostgreSQL) behind a pretend ALB."""
+    url = database_url(DATABASE, proxy.port)
+    username, password = "axes-admin", "a-long-test-password"  # pragma: allowlist secret
+    manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User;"
+        f"User.objects.create_superuser({username!r}, password={password!r})",
+        url=url,
+    )
+    insecure_cookies = {"DJANGO_CSRF_COOKIE_SECURE": "0", "DJANGO_SESSION_COOKIE_SECURE": "0"}
+    with serve(tmp_path, proxy, DJANGO_AXES_ENABLED="1", TITANIC_TRUSTED_PROXIES="1", **insecure_cookies) as server:
+        https = {**HTTPS, "Origin": f"https://127.0.0.1:{server.port}"}
+
+        def log_in(secret, client="198.51.100.23"):
+            session = requests.Session()
+            headers = {**https, "X-Forwarded-For": client}
+            session.get(server.url + "/admin/login/", headers=headers, timeout=5)
+            form = {"username": username, "password": secret, "csrfmiddlewaretoken": session.cookies["csrftoken"]}
+            return session.post(
+                server.url + "/admin/login/?next=/admin/", data=form, headers=headers, allow_redirects=False, timeout=5
+            ).status_code
+
+        assert [log_in("wrong") for _ in range(5)] == [200, 200, 200, 200, 429]
+        assert log_in(password) == 429
+        assert log_in(password, client="203.0.113.50") == 429  # locked by name, from anywhere
+        # Tokens are not passwords: a locked-out user's token still writes.
+        token = {**https, "Authorization": f"Token {manage('drf_create_token', username, url=url).split()[2]}"}
+        person = {"survived": True, "passengerClass": 1, "name": "Axes", "sex": "other", "age": 30}
+        person |= {"siblingsOrSpousesAboard": 0, "parentsOrChildrenAboard": 0, "fare": 1.0}
+        created = requests.post(server.url + "/people", json=person, headers=token, timeout=5)
+        assert created.status_code == 201, created.text
+        deleted = requests.delete(f"{server.url}/people/{created.json()['uuid']}", headers=token, timeout=5)
+        assert deleted.status_code == 204
+        manage("axes_reset_username", username, url=url)
+        assert log_in(password) == 302
+        time.sleep(0.5)
+        records = [json.loads(line) for line in server.log_lines()]
+    failed = f"login failed for {username}"
+    failures = [r for r in records if r["logger"] == "passengers.api" and r["message"] == failed]
+    assert len(failures) == 7  # five wrong passwords and two refused right ones, each logged as before
+    statuses = [
+        r["status"]
+        for r in records
+        if r["logger"] == "titanic.request" and r["path"] == "/admin/login/" and r["method"] == "POST"
+    ]
+    assert statuses == [200, 200, 200, 200, 429, 429, 429, 302]

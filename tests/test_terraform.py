@@ -11,8 +11,10 @@ import subprocess
 
 import hcl2
 import pytest
+import yaml
 
 from tests.conftest import REPO, tool_path
+from tests.support.hcl import blocks, code_without_comments, merged_locals, strip_meta, typed_blocks
 
 TF_DIR = REPO / "terraform"
 TF_FILES = sorted(TF_DIR.glob("*.tf"))
@@ -28,6 +30,29 @@ MODULE_MAJORS = {
     "terraform-aws-modules/eks-pod-identity/aws": 2,
 }
 
+# Each module that creates IAM roles, and the inputs that give them the permissions boundary.
+ROLE_BOUNDARY_INPUTS = {
+    "terraform-aws-modules/iam/aws//modules/iam-role": ["permissions_boundary"],
+    "terraform-aws-modules/eks-pod-identity/aws": ["permissions_boundary_arn"],
+    "terraform-aws-modules/eks/aws": ["iam_role_permissions_boundary"],
+    "terraform-aws-modules/eks/aws//modules/karpenter": [
+        "iam_role_permissions_boundary_arn",
+        "node_iam_role_permissions_boundary",
+    ],
+}
+# Modules that create no role with the inputs given here (asserted below).
+ROLELESS_MODULES = {
+    "terraform-aws-modules/vpc/aws",
+    "terraform-aws-modules/rds/aws",
+    "terraform-aws-modules/ecr/aws",
+    "terraform-aws-modules/iam/aws//modules/iam-oidc-provider",
+}
+
+# The floors of the module majors, from their versions.tf at the newest release of each major
+# (terraform-aws-modules/*: rds 7.1 needs Terraform 1.11.1; rds, iam, eks, eks-pod-identity need aws 6.28).
+TERRAFORM_FLOOR = (1, 11, 1)
+AWS_PROVIDER_FLOOR = (6, 28)
+
 LITERAL_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:")
 ACCOUNT_ID = re.compile(r"(?<![0-9A-Za-z])[0-9]{12}(?![0-9A-Za-z])")
 # A literal string assigned to something named like a credential.
@@ -36,61 +61,6 @@ SECRET_ASSIGNMENT = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 CHECKOV_SKIP = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(:?)(.*)")
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def unquote(value):
-    """python-hcl2 keeps the quotes of string literals and wraps expressions in ${...}."""
-    if isinstance(value, str):
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            return value[1:-1]
-        if value.startswith("${") and value.endswith("}"):
-            return value[2:-1]
-    return value
-
-
-def strip_meta(value):
-    """Drop python-hcl2's "__is_block__" markers and unquote keys and string values."""
-    if isinstance(value, dict):
-        return {unquote(k): strip_meta(v) for k, v in value.items() if not k.startswith("__")}
-    if isinstance(value, list):
-        return [strip_meta(v) for v in value]
-    return unquote(value)
-
-
-def blocks(parsed, kind):
-    """{label: body} for one-label blocks (variable, output, module, provider)."""
-    found = {}
-    for doc in parsed.values():
-        for entry in doc.get(kind, []):
-            for label, body in strip_meta(entry).items():
-                found[label] = body
-    return found
-
-
-def typed_blocks(parsed, kind):
-    """{(type, name): body} for two-label blocks (resource, data, ephemeral)."""
-    found = {}
-    for doc in parsed.values():
-        for entry in doc.get(kind, []):
-            for rtype, named in strip_meta(entry).items():
-                for name, body in named.items():
-                    found[(rtype, name)] = body
-    return found
-
-
-def merged_locals(parsed):
-    merged = {}
-    for doc in parsed.values():
-        for entry in doc.get("locals", []):
-            merged.update(strip_meta(entry))
-    return merged
-
-
-def code_without_comments(path):
-    return "\n".join(re.sub(r"(^|\s)(#|//).*$", "", line) for line in path.read_text().splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -142,13 +112,22 @@ def test_main_opens_with_locals_name_azs_tags(parsed):
         assert key in local_values
 
 
+def version_bounds(constraint):
+    """(lower, upper) of a constraint written ">= X.Y[.Z], < N.0[.0]", as tuples of ints."""
+    match = re.fullmatch(r">= ([\d.]+), < ([\d.]+)", constraint)
+    assert match, f"{constraint!r}: state a floor and an upper bound below the next major"
+    return tuple(tuple(int(p) for p in v.split(".")) for v in match.groups())
+
+
 def test_versions_and_backend(parsed):
     terraform = [strip_meta(t) for doc in parsed.values() for t in doc.get("terraform", [])]
     required_version = next(t["required_version"] for t in terraform if "required_version" in t)
-    assert required_version == ">= 1.11"
+    lower, upper = version_bounds(required_version)
+    assert lower >= TERRAFORM_FLOOR and upper[0] == lower[0] + 1 and not any(upper[1:]), required_version
     providers = next(t["required_providers"] for t in terraform if "required_providers" in t)[0]
-    aws_version = providers["aws"]["version"]
-    assert re.fullmatch(r">= 6(\.\d+)*", aws_version), aws_version
+    for name, floor in (("aws", AWS_PROVIDER_FLOOR), ("random", (3, 7))):
+        lower, upper = version_bounds(providers[name]["version"])
+        assert lower >= floor and upper[0] == lower[0] + 1 and not any(upper[1:]), providers[name]
     backend = next(t["backend"] for t in terraform if "backend" in t)[0]
     s3 = backend["s3"]
     assert s3["use_lockfile"] is True
@@ -306,14 +285,37 @@ def test_eks_cluster_and_node_group(modules, variables):
     assert all(re.match(r"^[a-z]+\d+g", t) for t in variables["node_instance_types"]["default"])
 
 
-def test_deploy_access_is_namespace_scoped(modules):
+ADMIN_ENTRIES = 'for name, arn in var.cluster_admin_arns : "admin-${name}" =>'
+
+
+def access_entries(modules):
     # access_entries is a merge() expression; python-hcl2 returns it as text.
-    entries = re.sub(r"\s+", " ", modules["eks"]["access_entries"])
-    deploy = entries.split("for i, arn in var.cluster_admin_arns")[0]
+    return re.sub(r"\s+", " ", modules["eks"]["access_entries"])
+
+
+def test_deploy_access_is_namespace_scoped_plus_the_deployers_group(modules):
+    deploy = access_entries(modules).split(ADMIN_ENTRIES)[0]
     assert 'principal_arn = module.github_role["deploy"].arn' in deploy
     assert "AmazonEKSEditPolicy" in deploy
     assert 'type = "namespace", namespaces = [local.app_namespace]' in deploy
     assert "ClusterAdmin" not in deploy
+    # The group kustomize/ binds its Roles/ClusterRoles to: the access policy is a fixed set.
+    assert 'kubernetes_groups = ["titanic-deployers"]' in deploy
+
+
+def test_admin_access_entries_are_keyed_by_name(modules, variables):
+    entries = access_entries(modules)
+    assert ADMIN_ENTRIES in entries
+    assert "AmazonEKSClusterAdminPolicy" in entries.split(ADMIN_ENTRIES)[1]
+    admins = variables["cluster_admin_arns"]
+    assert admins["type"] == "map(string)"
+    # Required: no default, so an apply that forgets it stops instead of deleting the entries.
+    assert "default" not in admins
+
+
+def test_kms_key_administrators_are_explicit(modules):
+    # The module's default is the caller of each apply, which flips the key policy.
+    assert modules["eks"]["kms_key_administrators"] == ['module.github_role["terraform"].arn']
 
 
 def test_rds(modules, resources, variables):
@@ -339,6 +341,13 @@ def test_rds(modules, resources, variables):
     assert ingress == [("aws_vpc_security_group_ingress_rule", "db_from_nodes")]
 
 
+def test_db_security_group_is_replaced_before_it_is_destroyed(resources):
+    group = resources[("aws_security_group", "db")]
+    assert "name" not in group
+    assert group["name_prefix"] == "${local.name}-db-"
+    assert group["lifecycle"] == [{"create_before_destroy": True}]
+
+
 def test_ecr(modules):
     ecr = modules["ecr"]
     assert ecr["repository_name"] == "titanic-api"
@@ -354,14 +363,13 @@ def test_github_oidc_subjects_are_exact(parsed, modules):
     assert "*" not in text
     # The jobs of .github/workflows/deploy.yml and terraform.yml.
     for expected in (
-        ":ref:refs/heads/main",
+        "local.github_main",
         ":environment:dev",
         ":environment:prod",
         ":environment:terraform-${var.environment}",
         ":pull_request",
     ):
         assert expected in text
-    assert subjects["terraform-plan"] == ["${local.github_subject_prefix}:pull_request"]
     assert merged_locals(parsed)["github_subject_prefix"] == "repo:${var.github_repository}"
     role = modules["github_role"]
     assert role["enable_github_oidc"] is True
@@ -446,7 +454,13 @@ def run_terraform(*args, cwd):
         timeout=120,
         cwd=cwd,
         # Offline: no CLI configuration, no version check, no prompts.
-        env={"PATH": "/usr/bin:/bin", "TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1", "TF_INPUT": "0"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TF_CLI_CONFIG_FILE": "/dev/null",
+            "CHECKPOINT_DISABLE": "1",
+            "TF_INPUT": "0",
+            "TF_CLI_ARGS_plan": "-no-color",
+        },
     )
 
 
@@ -456,7 +470,11 @@ def test_terraform_fmt():
 
 
 # Values CI passes with TF_VAR_* (placeholders; never committed in tfvars).
-CALLER_VARS = ["-var", "github_repository=owner/repo", "-var", "state_bucket=titanic-tfstate-example"]
+CALLER_VARS = [
+    "-var", "github_repository=owner/repo",
+    "-var", "state_bucket=titanic-tfstate-example",
+    "-var", 'cluster_admin_arns={alice = "arn:aws:iam::111122223333:role/admin"}',  # pragma: allowlist secret
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -487,6 +505,10 @@ def test_tfvars_pass_variable_types_and_validations(variables_only_root, env):
         ("db_instance_class=db.m7g.large", "db.t4g"),
         ("log_retention_days=10", "CloudWatch Logs accepts"),
         ("environment=staging", "environment must be"),
+        ("cluster_admin_arns={}", "must name at least one cluster administrator"),
+        ('cluster_admin_arns={Alice = "arn:aws:iam::111122223333:role/admin"}', "short lower-case names"),
+        ('cluster_admin_arns={alice = "arn:aws:iam::111122223333:group/admins"}', "IAM role or user ARNs"),
+        ('cluster_admin_arns=["arn:aws:iam::111122223333:role/admin"]', "map of string required"),
     ],
 )
 def test_variable_validations_reject_bad_values(variables_only_root, override, message):
@@ -501,3 +523,350 @@ def test_variable_validations_reject_bad_values(variables_only_root, override, m
     )
     assert proc.returncode != 0
     assert message in re.sub(r"\s+", " ", proc.stderr + proc.stdout)
+
+
+def test_cluster_admins_are_required(variables_only_root):
+    """Fails closed: an apply without the admins stops instead of deleting their access entries."""
+    without_admins = CALLER_VARS[:4]
+    proc = run_terraform(
+        "plan", "-lock=false", f"-var-file={TF_DIR / 'envs' / 'dev.tfvars'}", *without_admins, cwd=variables_only_root
+    )
+    assert proc.returncode != 0
+    message = re.sub(r"\s+", " ", proc.stderr + proc.stdout)
+    assert "No value for required variable" in message and 'variable "cluster_admin_arns"' in message
+
+
+# --------------------------------------------------------------------------- who may assume what
+
+
+def block_text(path, marker):
+    """The source text of the top-level block of `path` that contains `marker`."""
+    text = path.read_text()
+    for match in re.finditer(r"^\w+( \"[^\"]*\")* \{$", text, flags=re.MULTILINE):
+        depth, end = 0, match.end() - 1
+        for end in range(match.end() - 1, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        block = text[match.start() : end + 1]
+        if marker in block:
+            return block
+    raise AssertionError(f"no block of {path.name} contains {marker}")
+
+
+@pytest.fixture(scope="module")
+def evaluated_subjects(tmp_path_factory):
+    """iam.tf's OIDC subject locals, evaluated by Terraform for dev and prod (no provider needed)."""
+    root = tmp_path_factory.mktemp("subjects")
+    shutil.copy(TF_DIR / "variables.tf", root)
+    (root / "main.tf").write_text(
+        block_text(TF_DIR / "iam.tf", "github_subjects = {")
+        + '\nlocals {\n  is_prod = var.environment == "prod"\n  name = "titanic-${var.environment}"\n'
+        + '  partition = "aws"\n  account_id = "111122223333"\n}\n'
+        + 'output "subjects" {\n  value = local.github_subjects\n}\n'
+    )
+    assert run_terraform("init", "-backend=false", cwd=root).returncode == 0
+    found = {}
+    for env in ("dev", "prod"):
+        var_file = f"-var-file={TF_DIR / 'envs' / f'{env}.tfvars'}"
+        proc = run_terraform("plan", "-lock=false", f"-out={env}.plan", var_file, *CALLER_VARS, cwd=root)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        shown = run_terraform("show", "-json", f"{env}.plan", cwd=root)
+        found[env] = json.loads(shown.stdout)["planned_values"]["outputs"]["subjects"]["value"]
+    return found
+
+
+def test_pull_requests_get_no_prod_role(evaluated_subjects):
+    main = "repo:owner/repo:ref:refs/heads/main"
+    pull_request = "repo:owner/repo:pull_request"
+    dev, prod = evaluated_subjects["dev"], evaluated_subjects["prod"]
+    assert dev["terraform-plan"] == [pull_request, main]
+    # The plan role reads the Django secret (below): prod's trusts main only.
+    assert prod["terraform-plan"] == [main]
+    assert not [role for role, subjects in prod.items() if pull_request in subjects]
+    assert prod["deploy"] == ["repo:owner/repo:environment:prod"]
+    assert prod["terraform"] == ["repo:owner/repo:environment:terraform-prod"]
+    assert dev["deploy"] == [main, "repo:owner/repo:environment:dev"]
+
+
+def test_plan_role_reads_only_its_own_environments_secret(parsed):
+    policy = render_policy(parsed, "terraform_plan")
+    readers = [s for s in policy["Statement"] if any("secretsmanager" in a for a in s.get("Action", []))]
+    assert [(s["Action"], s["Resource"]) for s in readers] == [
+        (["secretsmanager:GetSecretValue"], [PLACEHOLDERS["aws_secretsmanager_secret.django_secret_key.arn"]])
+    ]
+
+
+# --------------------------------------------------------------------------- IAM policies: boundary, guardrails, lint
+
+# What the references of the policy documents stand for when they are rendered for the linter
+# (dev's names; a made-up account id). Locals are resolved from the code itself.
+PLACEHOLDERS = {
+    "var.environment": "dev",
+    "var.region": "us-east-1",
+    "var.state_bucket": "titanic-tfstate-example",
+    "local.partition": "aws",
+    "local.account_id": "111122223333",
+    "local.ecr_repository_arn": "arn:aws:ecr:us-east-1:111122223333:repository/titanic-api",
+    "aws_secretsmanager_secret.django_secret_key.arn": (
+        "arn:aws:secretsmanager:us-east-1:111122223333:secret:titanic/dev/django-secret-key-AbCdEf"
+    ),
+    "module.db.db_instance_master_user_secret_arn": (
+        "arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-0a1b2c3d-AbCdEf"
+    ),
+}
+BOUNDARY_ARN = "arn:aws:iam::111122223333:policy/titanic-dev-permissions-boundary"
+
+
+def resolve(expression, local_values):
+    if expression in PLACEHOLDERS:
+        return PLACEHOLDERS[expression]
+    if expression.startswith("local.") and expression[6:] in local_values:
+        return render_value(local_values[expression[6:]], local_values)
+    raise AssertionError(f"no placeholder for {expression!r}: add one to PLACEHOLDERS")
+
+
+# python-hcl2 unquotes literals, so a bare reference is told apart by its shape.
+REFERENCE = re.compile(r"(var|local|module|data)\.[\w.\[\]\"]+|aws_\w+\.\w+\.\w+")
+
+
+def render_value(value, local_values):
+    if REFERENCE.fullmatch(value):
+        return resolve(value, local_values)
+    return re.sub(r"\$\{([^}]+)\}", lambda m: resolve(m.group(1), local_values), value)
+
+
+def render_policy(parsed, name):
+    """An aws_iam_policy_document as the JSON policy Terraform would build."""
+    documents = typed_blocks(parsed, "data")
+    local_values = merged_locals(parsed)
+    body = documents[("aws_iam_policy_document", name)]
+    statements = []
+    for source in body.get("source_policy_documents", []):
+        source_name = re.fullmatch(r"data\.aws_iam_policy_document\.(\w+)\.json", source).group(1)
+        statements += render_policy(parsed, source_name)["Statement"]
+    keys = {"actions": "Action", "not_actions": "NotAction", "resources": "Resource", "not_resources": "NotResource"}
+    for statement in body.get("statement", []):
+        rendered = {"Sid": statement["sid"], "Effect": statement.get("effect", "Allow")}
+        for key, json_key in keys.items():
+            if key in statement:
+                rendered[json_key] = [render_value(v, local_values) for v in statement[key]]
+        for condition in statement.get("condition", []):
+            values = [render_value(v, local_values) for v in condition["values"]]
+            rendered.setdefault("Condition", {}).setdefault(condition["test"], {})[condition["variable"]] = values
+        statements.append(rendered)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+@pytest.fixture(scope="module")
+def policy_documents(parsed):
+    names = [name for kind, name in typed_blocks(parsed, "data") if kind == "aws_iam_policy_document"]
+    return {name: render_policy(parsed, name) for name in names}
+
+
+def statement(policy, sid):
+    (found,) = [s for s in policy["Statement"] if s["Sid"] == sid]
+    return found
+
+
+def test_every_role_carries_the_permissions_boundary(parsed, modules, resources):
+    assert merged_locals(parsed)["permissions_boundary_arn"] == "aws_iam_policy.permissions_boundary.arn"
+    boundary = "local.permissions_boundary_arn"
+    for label, body in modules.items():
+        source = body["source"]
+        if source in ROLELESS_MODULES:
+            continue
+        assert source in ROLE_BOUNDARY_INPUTS, f"module {label} ({source}): which roles does it create?"
+        for key in ROLE_BOUNDARY_INPUTS[source]:
+            assert body.get(key) == boundary, f"module {label}: {key} must be {boundary}"
+    for name, group in modules["eks"]["eks_managed_node_groups"].items():
+        assert group.get("iam_role_permissions_boundary") == boundary, f"node group {name}"
+    for key in ("enable_flow_log", "create_flow_log_cloudwatch_iam_role", "create_monitoring_role"):
+        assert not any(body.get(key) for body in modules.values()), f"{key} would create a role without the boundary"
+    for (rtype, name), body in resources.items():
+        if rtype == "aws_iam_role":
+            assert body.get("permissions_boundary") == boundary, f"aws_iam_role.{name}"
+    role = modules["github_role"]
+    assert role["permissions_boundary"] == boundary
+
+
+def test_the_apply_role_cannot_escape_the_boundary(policy_documents):
+    for name in ("terraform_apply", "permissions_boundary"):
+        policy = policy_documents[name]
+        guard = statement(policy, "DenyRolesWithoutTheBoundary")
+        assert guard["Effect"] == "Deny"
+        assert set(guard["Action"]) == {
+            "iam:AttachRolePolicy",
+            "iam:CreateRole",
+            "iam:PutRolePermissionsBoundary",
+            "iam:PutRolePolicy",
+        }
+        # A negated operator matches when the key is absent: a role without a boundary is denied too.
+        assert guard["Condition"] == {"ArnNotEquals": {"iam:PermissionsBoundary": [BOUNDARY_ARN]}}
+        removal = statement(policy, "DenyBoundaryRemoval")
+        assert (removal["Effect"], removal["Action"], removal["Resource"]) == (
+            "Deny",
+            ["iam:DeleteRolePermissionsBoundary"],
+            ["*"],
+        )
+        edits = statement(policy, "DenyBoundaryChanges")
+        assert edits["Effect"] == "Deny" and edits["Resource"] == [BOUNDARY_ARN]
+        assert {"iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:DeletePolicy"} <= set(edits["Action"])
+        # IAM only on this environment's titanic-dev-* roles and policies, never iam:*.
+        allowed = [s for s in policy["Statement"] if s["Effect"] == "Allow" and "Action" in s]
+        assert not [s["Sid"] for s in allowed if any(a in ("*", "iam:*") for a in s["Action"])]
+        roles = statement(policy, "ManageTitanicRoles")
+        assert roles["Resource"] == ["arn:aws:iam::111122223333:role/titanic-dev-*"]
+
+
+def test_the_boundary_allows_no_iam_beyond_the_apply_role(policy_documents):
+    boundary, apply = policy_documents["permissions_boundary"], policy_documents["terraform_apply"]
+    (everything,) = [s for s in boundary["Statement"] if "NotAction" in s]
+    assert everything["Effect"] == "Allow"
+    assert {"iam:*", "organizations:*", "account:*"} <= set(everything["NotAction"])
+    extra = [s["Sid"] for s in boundary["Statement"] if s not in apply["Statement"] and s is not everything]
+    # Karpenter's controller manages the instance profiles of its nodes.
+    assert extra == ["KarpenterInstanceProfiles", "KarpenterListInstanceProfiles"]
+    actions = [a for sid in extra for a in statement(boundary, sid)["Action"]]
+    assert all(a.startswith("iam:") and "InstanceProfile" in a for a in actions)
+
+
+# Parliament findings accepted, by (issue, statement Sid or flagged actions), each with its reason.
+PARLIAMENT_JUSTIFIED = {
+    ("CREDENTIALS_EXPOSURE", "ecr:getauthorizationtoken"): (
+        "docker login to ECR needs it (no resource-level permissions); the token is only usable on "
+        "titanic-api through EcrPushPullTitanicApi"
+    ),
+    ("INVALID_ARN", "ReadAwsManagedPolicies"): (
+        "arn:aws:iam::aws:policy/* is how AWS managed policies are named (account 'aws'); parliament "
+        "expects a 12-digit account"
+    ),
+    ("RESOURCE_STAR", "EverythingButIamAndOrganizations"): (
+        "the boundary's ceiling for everything but IAM: it grants nothing by itself, each role's own "
+        "policies scope the resources"
+    ),
+}
+
+
+def parliament(policy):
+    """Parliament's findings, each keyed by (issue, Sid of the flagged statement or its actions)."""
+    # One statement per line, so a finding's line names its statement.
+    text = '{"Version": "2012-10-17", "Statement": [\n' + ",\n".join(map(json.dumps, policy["Statement"])) + "\n]}"
+    proc = subprocess.run(
+        [tool_path("parliament"), "--json", "--include-community-auditors", "--minimum_severity", "INFO"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    findings = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert proc.returncode == (1 if findings else 0), proc.stderr
+    keyed = []
+    for finding in findings:
+        location = finding["location"]
+        if "line" in location:
+            where = policy["Statement"][location["line"] - 2]["Sid"]
+        else:
+            where = ",".join(location.get("actions", []))
+        keyed.append((finding["issue"], where))
+    return keyed
+
+
+def test_parliament_finds_nothing_unjustified_in_the_iam_policies(policy_documents):
+    """Every IAM policy document the Terraform builds, linted (community auditors included)."""
+    assert {"deploy", "terraform_plan", "terraform_apply", "permissions_boundary", "external_secrets"} <= set(
+        policy_documents
+    )
+    unjustified = {}
+    for name, policy in policy_documents.items():
+        found = [key for key in parliament(policy) if key not in PARLIAMENT_JUSTIFIED]
+        if found:
+            unjustified[name] = found
+    assert not unjustified, unjustified
+
+
+def test_parliament_reports_what_it_should():
+    """The lint can fail: a needless Resource * on iam:PassRole is reported, under its Sid."""
+    bad = {"Statement": [{"Sid": "PassAnyRole", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": ["*"]}]}
+    assert ("RESOURCE_STAR", "PassAnyRole") in parliament(bad)
+
+
+# --------------------------------------------------------------------------- Karpenter
+
+
+def test_karpenter(modules, parsed):
+    karpenter = modules["karpenter"]
+    assert karpenter["source"] == "terraform-aws-modules/eks/aws//modules/karpenter"
+    assert karpenter["cluster_name"] == "module.eks.cluster_name"
+    # Names inside the apply role's IAM scope (titanic-<env>-*), no random prefixes.
+    for key in ("iam_role_name", "iam_policy_name", "node_iam_role_name"):
+        assert karpenter[key].startswith("${local.name}-"), key
+    for key in ("iam_role_use_name_prefix", "iam_policy_use_name_prefix", "node_iam_role_use_name_prefix"):
+        assert karpenter[key] is False, key
+    assert (karpenter["namespace"], karpenter["service_account"]) == ("kube-system", "karpenter")
+    assert karpenter.get("create_pod_identity_association", True) is True
+    assert karpenter.get("enable_spot_termination", True) is True
+    assert (karpenter["create_access_entry"], karpenter["access_entry_type"]) == (True, "EC2_LINUX")
+    # Discovery: the EC2NodeClass selects subnets and the node security group by this tag.
+    discovery = {"karpenter.sh/discovery": "local.name"}
+    assert discovery.items() <= modules["vpc"]["private_subnet_tags"].items()
+    assert modules["eks"]["node_security_group_tags"] == discovery
+    outputs = blocks(parsed, "output")
+    assert outputs["karpenter_node_iam_role_name"]["value"] == "module.karpenter.node_iam_role_name"
+    assert outputs["karpenter_queue_name"]["value"] == "module.karpenter.queue_name"
+    # The managed node group stays: the fixed system pool Karpenter itself runs on.
+    assert len(modules["eks"]["eks_managed_node_groups"]) == 1
+
+
+# --------------------------------------------------------------------------- .github/workflows/terraform.yml
+
+WORKFLOW = REPO / ".github" / "workflows" / "terraform.yml"
+
+
+@pytest.fixture(scope="module")
+def workflow():
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def test_workflow_plans_prod_only_on_main_and_applies_through_approved_environments(workflow):
+    assert workflow[True]["pull_request"]["paths"][0] == "terraform/**"
+    plan, apply = workflow["jobs"]["plan"], workflow["jobs"]["apply"]
+    # Pull requests plan dev; a push to main plans both before the approvals.
+    assert plan["strategy"]["matrix"]["environment"] == (
+        """${{ fromJSON(github.event_name == 'push' && '["dev", "prod"]' || '["dev"]') }}"""
+    )
+    assert apply["needs"] == "plan"
+    assert apply["environment"] == "terraform-${{ matrix.environment }}"
+    assert apply["strategy"]["max-parallel"] == 1
+    roles = {
+        name: next(s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+        for name, job in (("plan", plan), ("apply", apply))
+    }
+    assert "TERRAFORM_PLAN_ROLE_ARN_" in roles["plan"]["with"]["role-to-assume"]
+    assert roles["apply"]["with"]["role-to-assume"] == "${{ vars.TERRAFORM_ROLE_ARN }}"
+    assert "-lock=false" in next(s["run"] for s in plan["steps"] if s.get("id") == "plan")
+    comment = next(s for s in plan["steps"] if s.get("uses", "").startswith("actions/github-script@"))
+    assert comment["if"] == "github.event_name == 'pull_request'"
+
+
+def admin_check(job):
+    names = [step.get("name") for step in job["steps"]]
+    index = names.index("Require the cluster admins")
+    assert index < names.index("terraform init"), "the check must run before Terraform"
+    return job["steps"][index]["run"]
+
+
+@pytest.mark.parametrize("job", ["plan", "apply"])
+def test_workflow_stops_without_the_cluster_admins(workflow, job, tmp_path):
+    assert workflow["env"]["TF_VAR_cluster_admin_arns"] == "${{ vars.CLUSTER_ADMIN_ARNS }}"
+    script = admin_check(workflow["jobs"][job])
+    for value, code in (("", 1), ('{"alice": "arn:aws:iam::111122223333:role/admin"}', 0)):
+        proc = subprocess.run(
+            ["bash", "-e", "-c", script],
+            env={"PATH": "/usr/bin:/bin", "TF_VAR_cluster_admin_arns": value},
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "::error::" in proc.stdout or code == 0

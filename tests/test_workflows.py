@@ -219,24 +219,6 @@ def test_deploy_builds_both_architectures_tagged_with_the_commit_and_deploys_dev
     assert 'scripts/deploy "$ENVIRONMENT" "$IMAGE"' in environment_job["steps"][-1]["run"]
 
 
-def test_terraform_plans_on_pull_requests_and_applies_through_approved_environments():
-    terraform = load(REPO / ".github/workflows/terraform.yml")
-    assert terraform[True]["pull_request"]["paths"][0] == "terraform/**"
-    plan, apply = terraform["jobs"]["plan"], terraform["jobs"]["apply"]
-    assert plan["strategy"]["matrix"]["environment"] == ["dev", "prod"]
-    assert comments_on_pull_requests(plan)
-    assert apply["environment"] == "terraform-${{ matrix.environment }}"
-    assert apply["strategy"]["max-parallel"] == 1
-    roles = {
-        name: next(s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
-        for name, job in (("plan", plan), ("apply", apply))
-    }
-    # Plans assume the read-only plan role of their environment; applies the environment's apply role.
-    assert "TERRAFORM_PLAN_ROLE_ARN_" in roles["plan"]["with"]["role-to-assume"]
-    assert roles["apply"]["with"]["role-to-assume"] == "${{ vars.TERRAFORM_ROLE_ARN }}"
-    assert "-lock=false" in next(s["run"] for s in plan["steps"] if s.get("id") == "plan")
-
-
 def test_dependabot_covers_pip_actions_and_docker():
     updates = {u["package-ecosystem"]: u for u in load(REPO / ".github/dependabot.yml")["updates"]}
     assert updates["pip"]["directory"] == "/requirements"

@@ -61,7 +61,7 @@ class BodySizeLimitMiddleware:
 
     def __call__(self, request):
         try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
+            length = int(request.headers.get("content-length") or 0)
         except ValueError:
             return JsonResponse({"detail": "Invalid Content-Length header."}, status=400)
         if length > settings.TITANIC_MAX_BODY_BYTES and not request.path_info.startswith("/" + settings.ADMIN_URL):

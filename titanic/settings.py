@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_prometheus",
     "passengers",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -59,6 +60,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.http.ConditionalGetMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "titanic.urls"
@@ -100,6 +103,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://titanic")}
 
+AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out login before the password is checked (django-axes).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# Login lockout (admin and browsable-API login; API tokens are not passwords and are not
+# counted): after AXES_FAILURE_LIMIT failures for one username, or from one client address,
+# further attempts are refused with 429 for DJANGO_LOGIN_LOCKOUT_HOURS. Attempts live in the
+# database, so every pod sees them. How an operator unlocks: README, "Unlocking a login".
+AXES_ENABLED = env.bool("DJANGO_AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("DJANGO_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("DJANGO_LOGIN_LOCKOUT_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "titanic.clients.client_ip"
+# Proxies in front of the app that append the peer they saw to X-Forwarded-For (the ALB: 1).
+TITANIC_TRUSTED_PROXIES = env.int("TITANIC_TRUSTED_PROXIES", default=0)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -140,7 +162,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["passengers.permissions.ModelPermissionsOrAnonymousWrites"],
+    "DEFAULT_PERMISSION_CLASSES": ["titanic.api.permissions.ModelPermissionsOrAnonymousWrites"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -151,7 +173,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "EXCEPTION_HANDLER": "passengers.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "titanic.api.exception_handlers.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"write": env("TITANIC_WRITE_THROTTLE_RATE", default="120/min")},
 }
@@ -166,7 +188,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "PREPROCESSING_HOOKS": ["passengers.schema.contract_paths"],
+    "PREPROCESSING_HOOKS": ["titanic.api.schema.contract_paths"],
 }
 
 # Prometheus multiprocess mode (gunicorn sets it for the server); one-off commands given the same

@@ -188,5 +188,5 @@ def test_an_anonymous_post_changes_nothing(client, passengers):
 
 def test_a_staff_user_without_permission_is_refused(client, passengers, django_user_model):
     django_user_model.objects.create_user("staff", password="a-long-test-password", is_staff=True)
-    client.login(username="staff", password="a-long-test-password")
+    client.force_login(django_user_model.objects.get(username="staff"))
     assert client.get(reverse(CHANGELIST)).status_code == 403

@@ -7,7 +7,8 @@ import pytest
 from django.test import override_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from passengers.models import Passenger
+from passengers.models import CONTRACT_FIELDS, Passenger
+from passengers.serializers import PassengerSerializer
 from passengers.tests.factories import PassengerFactory
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +37,7 @@ def snapshot():
 
 
 def assert_person(data):
-    assert set(data) == set(PERSON_TYPES)
+    assert list(data) == list(CONTRACT_FIELDS)  # the contract's fields, in its order
     for name, types in PERSON_TYPES.items():
         assert isinstance(data[name], types), name
         assert not isinstance(data[name], bool) or name == "survived", name
@@ -44,6 +45,14 @@ def assert_person(data):
 
 
 # --- the contract table ---------------------------------------------------------------------------
+
+
+def test_the_contract_field_list_drives_the_serializer():
+    assert set(CONTRACT_FIELDS) == set(PERSON_TYPES)  # PERSON_TYPES restates product.md's table
+    fields = PassengerSerializer().fields
+    assert list(fields) == list(CONTRACT_FIELDS)
+    assert {name: field.source for name, field in fields.items()} == CONTRACT_FIELDS
+    assert [name for name, field in fields.items() if field.read_only] == ["uuid"]
 
 
 @pytest.mark.parametrize("path", ["/people", "/people/"])
@@ -561,7 +570,7 @@ def test_cached_reads_are_counted_by_view_like_the_others(client, crowd):
     assert REGISTRY.get_sample_value(sample, labels) == before + 2
 
 
-def test_reads_with_credentials_are_never_answered_from_the_cache(client, editor_client, crowd):
+def test_reads_with_a_bad_token_or_a_cookie_go_the_whole_way(client, editor_client, crowd):
     client.get("/people")  # cached for anonymous readers
     client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
     assert client.get("/people").status_code == 401

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from passengers.csv_import import CSV_HEADER, InvalidCSV, load_passengers_csv
 from passengers.models import DatasetVersion, Passenger
-from passengers.services import CSV_HEADER, InvalidCSV, load_passengers_csv
 from passengers.tests.factories import PassengerFactory
 
 REAL_CSV = settings.BASE_DIR / "fixtures" / "titanic.csv"

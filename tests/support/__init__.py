@@ -3,6 +3,8 @@
 - net: free ports and TcpProxy, a proxy in front of PostgreSQL that can refuse, cut or slow it.
 - postgres: psql, throw-away databases loaded with the dataset, manage.py and API tokens.
 - gunicorn: the service under gunicorn with the project's config, ready when start() returns.
+- promql, dockerfile, hcl, kubernetes: the small parsers and schemas the infrastructure tests read
+  their files with (tested in tests/test_support.py).
 """
 
 import os
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SECRET_KEY = "tests-only-not-secret"
+SECRET_KEY = "tests-only-not-secret"  # pragma: allowlist secret
 
 
 def project_env(**overrides: str) -> dict[str, str]:

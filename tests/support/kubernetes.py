@@ -1,5 +1,7 @@
 """Kubernetes objects the tests validate offline."""
 
+import functools
+
 import yaml
 
 from tests.support import REPO
@@ -7,6 +9,7 @@ from tests.support import REPO
 CRD_SCHEMAS = REPO / "tests" / "schemas" / "crds"
 
 
+@functools.cache
 def crd_schemas() -> dict[tuple[str, str], dict]:
     """(apiVersion, kind) -> openAPIV3Schema of the CRDs kept in tests/schemas/crds, made strict:
     unknown fields are errors."""

@@ -6,6 +6,8 @@ from django_prometheus.db.backends.postgresql import base
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    health_check_done: bool  # Django's BaseDatabaseWrapper keeps it per request
+
     def close_if_health_check_failed(self):
         """Run Django's health check (a SELECT 1 on every request) only if the server has spoken.
 

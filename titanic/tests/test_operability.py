@@ -104,6 +104,7 @@ def _load_gunicorn_config(monkeypatch, tmp_path, **env):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     spec = importlib.util.spec_from_file_location("gunicorn_conf", os.path.join(REPO, "titanic", "gunicorn.conf.py"))
+    assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -206,7 +207,12 @@ def _backend_pid(wrapper):
 def test_health_check_skips_the_round_trip_while_the_server_is_silent(own_connection, monkeypatch):
     checks = []
     usable = type(own_connection).is_usable
-    monkeypatch.setattr(type(own_connection), "is_usable", lambda self: checks.append(self) or usable(self))
+
+    def counted(self):
+        checks.append(self)
+        return usable(self)
+
+    monkeypatch.setattr(type(own_connection), "is_usable", counted)
     first = _backend_pid(own_connection)
     own_connection.close_if_unusable_or_obsolete()  # what Django does as each request starts
     assert _backend_pid(own_connection) == first

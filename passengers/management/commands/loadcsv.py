@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from passengers.services import InvalidCSV, load_passengers_csv
+from passengers.csv_import import InvalidCSV, load_passengers_csv
 
 logger = logging.getLogger("passengers.loadcsv")
 
@@ -31,8 +31,8 @@ class Command(BaseCommand):
         except OSError as error:  # a directory, no permission, ...
             raise CommandError(f"{path}: cannot read: {error.strerror or error}") from None
         except InvalidCSV as invalid:
-            for error in invalid.errors:
-                self.stderr.write(f"{path}: {error}")
+            for row_error in invalid.errors:
+                self.stderr.write(f"{path}: {row_error}")
             if invalid.total_errors > len(invalid.errors):
                 self.stderr.write(f"... and {invalid.total_errors - len(invalid.errors)} more")
             raise CommandError(f"{path}: {invalid.total_errors} error(s); nothing was loaded") from None

@@ -3,7 +3,7 @@ import logging
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.views import exception_handler as drf_exception_handler
 
-logger = logging.getLogger("passengers.api")
+logger = logging.getLogger("titanic.api")
 
 
 def exception_handler(exc, context):

@@ -1,3 +1,6 @@
+"""Loading passengers from a CSV file (manage.py loadcsv): parsing and validating every row,
+deriving each passenger's stable identity, and writing all the rows or none."""
+
 import csv
 import math
 import re
@@ -7,51 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import Count, F, Q
-from django.db.models.functions import Floor
 
-from passengers.models import AGE_MAX, SMALLINT_MAX, Passenger
-
-AGE_BAND_YEARS = 10
-
-
-# --- statistics -------------------------------------------------------------------------------
-
-
-def _rate(total, survived):
-    return round(survived / total, 4) if total else None
-
-
-def _survival(row):
-    return {"total": row["total"], "survived": row["survived"], "survivalRate": _rate(row["total"], row["survived"])}
-
-
-def survival_stats(*, queryset):
-    """Survival counts and rates overall, by class, by sex and by age band, computed in the database."""
-    counts = {"total": Count("pk"), "survived": Count("pk", filter=Q(survived=True))}
-    by_class = queryset.values("passenger_class").annotate(**counts).order_by("passenger_class")
-    by_sex = queryset.values("sex").annotate(**counts).order_by("sex")
-    by_band = (
-        queryset.annotate(band=Floor(F("age") / AGE_BAND_YEARS)).values("band").annotate(**counts).order_by("band")
-    )
-    stats = _survival(queryset.aggregate(**counts))
-    stats["byClass"] = [{"passengerClass": row["passenger_class"], **_survival(row)} for row in by_class]
-    stats["bySex"] = [{"sex": row["sex"], **_survival(row)} for row in by_sex]
-    stats["byAgeBand"] = []
-    for row in by_band:
-        start = int(row["band"]) * AGE_BAND_YEARS
-        stats["byAgeBand"].append(
-            {
-                "ageBand": f"{start}-{start + AGE_BAND_YEARS - 1}",
-                "ageFrom": start,
-                "ageTo": start + AGE_BAND_YEARS,
-                **_survival(row),
-            }
-        )
-    return stats
-
-
-# --- loading the CSV ----------------------------------------------------------------------------
+from passengers.models import AGE_MAX, NAME_MAX_LENGTH, SMALLINT_MAX, Passenger
 
 CSV_HEADER = [
     "Survived",
@@ -127,7 +87,6 @@ def _choice(text, choices):
     return text
 
 
-NAME_MAX_LENGTH = Passenger._meta.get_field("name").max_length
 SEXES = Passenger.Sex.values
 
 
@@ -163,8 +122,8 @@ def _not_utf8(text):
 class _SeenNames:
     """The names read so far, as 32-bit fingerprints in an open-addressing table.
 
-    About 8 bytes a name (a Python set of strings or ints would take 60-100, more than the CSV
-    text), so a big file streams. Two different names sharing a fingerprint is harmless: the
+    About 8 bytes a name (a set of the same fingerprints took about 70 more: docs/performance.md,
+    "loadcsv at scale"), so a big file streams. Two different names sharing a fingerprint is harmless: the
     later one is numbered like a repeated name, which is just as unique and stable.
     """
 
@@ -197,7 +156,8 @@ def _parse_rows(path):
     the file), so loading the same file again finds the same passengers. Bytes that are not UTF-8
     are kept (as surrogates) and reported on the row and column they are in.
     """
-    seen, repeats = _SeenNames(), {}
+    seen = _SeenNames()
+    repeats: dict[uuid.UUID, int] = {}
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as stream:
         reader = csv.reader(stream)
         header = next(reader, None)
@@ -253,7 +213,9 @@ def load_passengers_csv(*, path: Path, overwrite: bool = False, dry_run: bool = 
     since, unless ``overwrite`` asks for the file's values.
     """
     result = LoadResult(dry_run=dry_run)
-    errors, total_errors, batch = [], 0, []
+    errors: list[RowError] = []
+    batch: list[Passenger] = []
+    total_errors = 0
 
     def flush():
         uuids = [passenger.uuid for passenger in batch]

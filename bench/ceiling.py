@@ -1,4 +1,4 @@
-"""The ceiling for scripts/bench: a bare WSGI app that answers with bytes captured from the real API.
+"""The ceiling of the benchmark: a bare WSGI app that answers with bytes captured from the real API.
 
 It runs under the same gunicorn config as the service, so the difference between the two is what
 Django, DRF, the middleware and the database cost. BENCH_CEILING_MAP names a JSON file mapping

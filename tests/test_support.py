@@ -1,0 +1,130 @@
+"""tests/support: the TCP proxy against a loopback echo server, and the parsers on small inputs."""
+
+import contextlib
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.support.dockerfile import healthcheck_command, stages
+from tests.support.hcl import blocks, strip_meta
+from tests.support.net import TcpProxy
+from tests.support.promql import metric_names, selectors
+
+
+@pytest.fixture
+def echo():
+    """A loopback server echoing every message back; yields its address."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(connection):
+        with connection, contextlib.suppress(OSError):
+            while data := connection.recv(1024):
+                connection.sendall(data)
+
+    def accept():
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()
+    listener.close()
+
+
+@pytest.fixture
+def proxy(echo):
+    proxy = TcpProxy(target=echo).start()
+    yield proxy
+    proxy.stop()
+
+
+def connect(proxy):
+    return socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+
+
+def round_trip(connection, message=b"ping"):
+    connection.sendall(message)
+    return connection.recv(1024)
+
+
+def test_forwards_both_ways(proxy):
+    with connect(proxy) as connection:
+        assert round_trip(connection) == b"ping"
+
+
+def test_refuse_turns_new_connections_away_and_keeps_open_ones(proxy):
+    with connect(proxy) as open_before:
+        assert round_trip(open_before) == b"ping"  # accepted by the proxy, not only by the kernel
+        with proxy.refuse():
+            with pytest.raises(ConnectionRefusedError):
+                connect(proxy)
+            assert round_trip(open_before) == b"ping"
+        with connect(proxy) as after:
+            assert round_trip(after) == b"ping"
+
+
+def test_cut_closes_open_connections_and_accepts_new_ones(proxy):
+    with connect(proxy) as connection:
+        assert round_trip(connection) == b"ping"
+        proxy.cut()
+        assert connection.recv(1024) == b""  # end of file: the server end went away
+    with connect(proxy) as connection:
+        assert round_trip(connection) == b"ping"
+
+
+def test_down_refuses_and_cuts_until_the_block_ends(proxy):
+    with connect(proxy) as connection:
+        assert round_trip(connection) == b"ping"
+        with proxy.down():
+            assert connection.recv(1024) == b""
+            with pytest.raises(ConnectionRefusedError):
+                connect(proxy)
+    with connect(proxy) as connection:
+        assert round_trip(connection) == b"ping"
+
+
+def test_slowed_delays_each_message_from_the_client(proxy):
+    with connect(proxy) as connection:
+        with proxy.slowed(0.3):
+            started = time.monotonic()
+            assert round_trip(connection) == b"ping"
+            assert time.monotonic() - started >= 0.3
+        assert proxy.delay == 0
+
+
+def test_promql_parsing_is_not_vacuous():
+    expr = (
+        'sum by (namespace, le) (rate(a_total{job="x", status=~"5.."}[5m])) / on (namespace) '
+        'b_bucket{le="+Inf"} > 0.5 and absent(up{job="y"}) or vector(1e3)'
+    )
+    assert metric_names(expr) == {"a_total", "b_bucket", "up"}
+    assert [n for n, _ in selectors(expr)] == ["a_total", "b_bucket", "up"]
+    assert selectors(expr)[0][1] == 'a_total{job="x", status=~"5.."}'
+    with pytest.raises(AssertionError, match="unknown PromQL function"):
+        metric_names("sum(rate_of(x{}))")
+    with pytest.raises(AssertionError, match="a selector without"):
+        selectors("sum(rate(x[5m]))")
+
+
+def test_dockerfile_stages_join_continuations_and_drop_comments():
+    text = """# syntax comment
+ARG BASE=python
+FROM ${BASE} AS build
+RUN pip install\\
+    --quiet x
+FROM ${BASE} AS runtime
+  # indented comment
+HEALTHCHECK --interval=30s CMD ["python", "-c", "print(1)"]
+"""
+    build, runtime = stages(text)
+    assert build == [("FROM", "${BASE} AS build"), ("RUN", "pip install --quiet x")]
+    assert runtime[0] == ("FROM", "${BASE} AS runtime") and len(runtime) == 2
+    assert healthcheck_command(runtime) == ["python", "-c", "print(1)"]
+
+
+def test_hcl_blocks_are_plain():
+    parsed = {"main.tf": {"variable": [{'"region"': {"type": "${string}", "__is_block__": True}}]}}
+    assert blocks(parsed, "variable") == {"region": {"type": "string"}}
+    assert strip_meta(['"a"', "${var.b}", 3]) == ["a", "var.b", 3]
