@@ -197,7 +197,7 @@ def first_success_after(answers, moment, kind):
 
 
 def tally(answers):
-    counts = {}
+    counts: dict[str, int] = {}
     for answer in answers:
         key = f"{answer.kind} {answer.status or answer.error}"
         counts[key] = counts.get(key, 0) + 1
@@ -414,7 +414,7 @@ def test_database_at_max_connections_then_freed(cluster, tmp_path):
             full = [send(server, "GET", f"/people/stats?search=full{i}") for i in range(10)]
             ready = send(server, "GET", "/ready")
             freed = time.monotonic()
-        waiting = []
+        waiting: list[Answer] = []
         while not waiting or (waiting[-1].status != 200 and time.monotonic() - freed < 10):
             waiting.append(send(server, "GET", f"/people/stats?search=freed{len(waiting)}"))
         recovery = waiting[-1].ended - freed

@@ -20,7 +20,7 @@ def failing(error):
 
 @pytest.fixture
 def client():
-    return Client(raise_request_exception=False, HTTP_X_FORWARDED_PROTO="https")
+    return Client(raise_request_exception=False, headers={"x-forwarded-proto": "https"})
 
 
 @pytest.mark.django_db
