@@ -12,6 +12,7 @@ metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/prometheus
 
 from prometheus_client import multiprocess  # noqa: E402
 
+import titanic.probes  # noqa: E402,F401  (readiness state shared by the workers forked from here)
 from titanic.logging import logging_config  # noqa: E402
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")

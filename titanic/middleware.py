@@ -1,9 +1,15 @@
+import contextlib
 import logging
+import os
 import re
+import socket
+import threading
 import time
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import JsonResponse
 
 from titanic.logging import request_id_var
@@ -82,3 +88,71 @@ class InternalEndpointsMiddleware:
     def __call__(self, request):
         view = self.views.get(request.path_info)
         return view(request) if view else self.get_response(request)
+
+
+class DatabaseDeadlineMiddleware:
+    """Cut the database connection of a request still running DATABASE_REQUEST_TIMEOUT seconds after
+    it started, so that a query stuck in the network fails at once: 503 (titanic.views.server_error).
+
+    statement_timeout bounds a statement's time in the server (execution and lock waits) and
+    connect_timeout each connection attempt, but nothing bounds the wait for an answer that the
+    network delays or loses (a slow link, a failed-over host that drops packets): psycopg waits on
+    its socket without a timeout. One watchdog thread per process shuts down that socket; the
+    blocked call then raises OperationalError and Django's health check replaces the connection
+    for the next request. Measured in tests/test_faults.py, explained in docs/reliability.md.
+    """
+
+    POLL_SECONDS = 0.25  # how late past its deadline a request may be cut
+
+    def __init__(self, get_response):
+        if not settings.DATABASE_REQUEST_TIMEOUT:
+            raise MiddlewareNotUsed("DATABASE_REQUEST_TIMEOUT is 0")
+        self.get_response = get_response
+
+    def __call__(self, request):
+        _watchdog.ensure_running(self.POLL_SECONDS)
+        entry = (time.monotonic() + settings.DATABASE_REQUEST_TIMEOUT, connections[DEFAULT_DB_ALIAS])
+        thread = threading.get_ident()
+        with _watchdog.lock:
+            _watchdog.requests[thread] = entry
+        try:
+            return self.get_response(request)
+        finally:
+            with _watchdog.lock:
+                _watchdog.requests.pop(thread, None)
+
+
+class _Watchdog:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = {}  # thread id -> (deadline, that thread's DatabaseWrapper)
+        self.pid = None
+
+    def ensure_running(self, interval):
+        if self.pid != os.getpid():  # once per process, after gunicorn's fork
+            self.pid = os.getpid()
+            threading.Thread(target=self._watch, args=(interval,), name="db-deadline", daemon=True).start()
+
+    def _watch(self, interval):
+        while True:
+            time.sleep(interval)
+            now = time.monotonic()
+            with self.lock:
+                for thread, (deadline, wrapper) in list(self.requests.items()):
+                    if deadline <= now:
+                        del self.requests[thread]  # cut once
+                        _shut_down(wrapper.connection)
+
+
+def _shut_down(database_connection):
+    """Shut down a psycopg connection's socket (not close: the fd stays the connection's own)."""
+    if database_connection is None or not hasattr(database_connection, "fileno") or database_connection.closed:
+        return
+    with (
+        contextlib.suppress(OSError),
+        socket.fromfd(database_connection.fileno(), socket.AF_INET, socket.SOCK_STREAM) as s,
+    ):
+        s.shutdown(socket.SHUT_RDWR)
+
+
+_watchdog = _Watchdog()

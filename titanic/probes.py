@@ -1,32 +1,40 @@
 import asyncio
 import dataclasses
 import datetime
+import mmap
 
 from asgiref.sync import async_to_sync
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
 from django_prometheus.exports import ExportToDjangoView
-from health_check import checks
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable
 from health_check.views import HealthCheckView
 
 PROBE_TIMEOUT = datetime.timedelta(seconds=1.5)
-
-
-@dataclasses.dataclass
-class Database(checks.Database):
-    timeout = PROBE_TIMEOUT
+# Set once the check below has passed in any process forked after this import: gunicorn's master
+# imports this module (titanic/gunicorn.conf.py), so the answer is the pod's, not one worker's.
+PASSED = mmap.mmap(-1, 1)
 
 
 @dataclasses.dataclass
 class Migrations(HealthCheck):
-    """Ready only when the database schema is at the code's latest migration."""
+    """Ready once the pod has seen the database at its code's latest migration.
+
+    Readiness reflects only what is wrong with this pod. Until the check has passed once, the pod
+    is not ready: migrations pending (the migrate Job has not run), or a database it cannot reach,
+    which may be its own fault (a wrong DATABASE_URL must stop a rollout). Once passed, the answer
+    is kept: a database outage later is every pod's problem, and taking them all out of the load
+    balancer would only turn clear 503s (titanic.views.server_error) into connection errors and
+    lengthen the outage while they re-register. See docs/runbook.md.
+    """
 
     timeout = PROBE_TIMEOUT
 
     def run(self):
+        if PASSED[0]:
+            return
         try:
             with connection.temporary_connection():
                 executor = MigrationExecutor(connection)
@@ -35,6 +43,7 @@ class Migrations(HealthCheck):
             raise ServiceUnavailable("cannot read migration state") from error
         if pending:
             raise ServiceUnavailable(f"{len(pending)} migration(s) not applied")
+        PASSED[0] = 1
 
 
 class ProbeView(HealthCheckView):
@@ -56,6 +65,6 @@ class ProbeView(HealthCheckView):
 def internal_views():
     return {
         "/health": async_to_sync(ProbeView.as_view(checks=[])),
-        "/ready": async_to_sync(ProbeView.as_view(checks=[Database, Migrations])),
+        "/ready": async_to_sync(ProbeView.as_view(checks=[Migrations])),
         "/metrics": ExportToDjangoView,
     }

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "titanic.middleware.RequestLogMiddleware",
+    "titanic.middleware.DatabaseDeadlineMiddleware",
     "titanic.middleware.InternalEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -94,7 +95,13 @@ if DATABASES["default"]["ENGINE"] == "django_prometheus.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "titanic.postgresql"
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=2)
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=2)
+    # Server-side: counts execution and lock waits, not network latency (docs/reliability.md).
+    statement_timeout_ms = round(env.float("DATABASE_STATEMENT_TIMEOUT", default=5) * 1000)
+    options["options"] = f"{options.get('options', '')} -c statement_timeout={statement_timeout_ms}".strip()
+# Wall-clock seconds after which a request's database connection is cut (503); 0: never.
+DATABASE_REQUEST_TIMEOUT = env.float("DATABASE_REQUEST_TIMEOUT", default=10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://titanic")}

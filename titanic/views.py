@@ -1,4 +1,7 @@
+import sys
+
 from django.conf import settings
+from django.db import OperationalError
 from django.http import JsonResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularRedocView
@@ -64,4 +67,15 @@ def _error_handler(status, detail):
 bad_request = _error_handler(400, "Bad request.")
 permission_denied = _error_handler(403, "You do not have permission to perform this action.")
 not_found = _error_handler(404, "Not found.")
-server_error = _error_handler(500, "Internal server error.")
+RETRY_AFTER_SECONDS = 5
+
+
+def server_error(request):
+    """handler500, for any view, middleware or authentication: 503 with Retry-After when the error
+    is the database being unreachable, full or too slow (OperationalError: connection refused or
+    lost, connect timeout, too many clients, statement timeout), else 500."""
+    if isinstance(sys.exc_info()[1], OperationalError):
+        response = JsonResponse({"detail": "The database is unavailable; try again shortly."}, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return JsonResponse({"detail": "Internal server error."}, status=500)
