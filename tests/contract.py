@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -92,7 +93,7 @@ def contract(client):
     check(client("GET", path).json() == updated.json(), "PUT not read back")
 
     count = len(client("GET", "/people").json())
-    bad = [
+    bad: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/people", {"data": "{not json", "headers": {"Content-Type": "application/json"}}),
         ("POST", "/people", {"json": {**PERSON, "survived": 1}}),
         ("POST", "/people", {"json": {**PERSON, "passengerClass": 4}}),

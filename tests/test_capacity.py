@@ -7,8 +7,12 @@ rendered manifests must appear verbatim in kustomize/README.md ("Node capacity")
 
 import math
 
-from tests.conftest import REPO
-from tests.test_kustomize import one
+import pytest
+
+from tests.support import REPO
+from tests.support.kubernetes import one
+
+pytestmark = pytest.mark.infra
 
 # The smallest node the NodePool allows: 2 vCPU; c6g.large has 4 GiB (m6g.large 8 GiB).
 NODE_CPU_M, NODE_MEMORY_MI, NODE_MAX_PODS = 2000, 4096, 29

@@ -9,12 +9,18 @@ import pytest
 from passengers.models import Passenger
 from tests import contract
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
-def client(live_server, settings, db):
+def client(live_server, settings, passenger):
     settings.TITANIC_ANONYMOUS_WRITES = True
-    client = contract.Client(live_server.url, host="localhost")
-    client.passenger = Passenger.objects.create(
+    return contract.Client(live_server.url, host="localhost")
+
+
+@pytest.fixture
+def passenger(db):
+    return Passenger.objects.create(
         survived=False,
         passenger_class=3,
         name="Mr. Owen Harris Braund",
@@ -24,7 +30,6 @@ def client(live_server, settings, db):
         parents_or_children_aboard=0,
         fare=7.25,
     )
-    return client
 
 
 def test_the_contract_passes_against_the_app(client):
@@ -40,10 +45,10 @@ def test_the_command_line_reports_success_and_failure(live_server, settings, db,
     assert "POST /people: 401" in capsys.readouterr().err
 
 
-def test_read_load_counts_failures(client, tmp_path):
+def test_read_load_counts_failures(client, passenger, tmp_path):
     stop = tmp_path / "stop"
     threading.Timer(0.5, stop.touch).start()
-    target = f"/people/{client.passenger.uuid}"  # a fresh one: the list may be cached from an earlier test
+    target = f"/people/{passenger.uuid}"  # a fresh one: the list may be cached from an earlier test
     done, failures = contract.read_load(client, stop, max_seconds=10, target=target)
     assert done > 0 and failures == []
 

@@ -16,7 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import REPO, tool_path
+from tests.support import REPO, tool_path
+
+pytestmark = pytest.mark.infra
 
 FAKES = REPO / "tests" / "fakes"
 REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/titanic-api"

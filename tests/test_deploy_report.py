@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
+
+pytestmark = pytest.mark.infra
 
 SHA = "0123456789abcdef0123456789abcdef01234567"  # pragma: allowlist secret (a commit SHA)
 RESULT = {

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
+
+pytestmark = pytest.mark.infra
 
 SCRIPT = REPO / "scripts/kind-e2e"
 

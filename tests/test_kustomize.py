@@ -19,15 +19,21 @@ from django.conf import settings
 from django.urls import Resolver404, resolve
 from kubernetes_validate import utils as kubernetes_validate
 
-from tests.conftest import REPO, tool_path
-from tests.support.kubernetes import crd_schemas
+from tests.support import REPO, tool_path
+from tests.support.kubernetes import (
+    KUSTOMIZE,
+    NAMESPACES,
+    OVERLAYS,
+    cluster_objects,
+    crd_schemas,
+    objects,
+    of_kind,
+    one,
+    render,
+)
 
 KUBERNETES_VERSION = "1.35.0"  # pinned by Terraform
-KUSTOMIZE = REPO / "kustomize"
-CRD_SCHEMAS = REPO / "tests" / "schemas" / "crds"
-OVERLAYS = sorted(p.name for p in (KUSTOMIZE / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
 EKS = ["dev", "prod"]  # the overlays behind the ALB, with External Secrets and monitoring
-NAMESPACES = {overlay: f"titanic-{overlay}" for overlay in OVERLAYS}
 WORKLOAD_KINDS = {"Deployment", "Job", "StatefulSet"}
 # Kinds that are not namespaced: the deploy identity's namespace-scoped rights cannot touch them.
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "NodePool", "EC2NodeClass", "GatewayClass"}
@@ -39,45 +45,15 @@ PRIVATE_URLS = ["/metrics", "/metrics/", "/health", "/ready"]
 # Settings read by a library rather than titanic/*.py: name -> the module whose source reads it.
 LIBRARY_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client"}
 
-pytestmark = pytest.mark.parametrize("overlay", OVERLAYS)
+pytestmark = [pytest.mark.infra, pytest.mark.parametrize("overlay", OVERLAYS)]
 
 
 # --- rendering, once per overlay -------------------------------------------------------------------
 
 
-@functools.cache
-def render(overlay, layer="overlays"):
-    result = subprocess.run(
-        [tool_path("kubectl"), "kustomize", str(KUSTOMIZE / layer / overlay)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def objects(overlay, layer="overlays"):
-    return [doc for doc in yaml.safe_load_all(render(overlay, layer)) if doc]
-
-
-def cluster_objects(overlay):
-    return objects(overlay, "cluster")
-
-
 def only_for(overlays, overlay):
     if overlay not in overlays:
         pytest.skip(f"not rendered by overlays/{overlay}")
-
-
-def of_kind(overlay, kind, layer="overlays"):
-    return [o for o in objects(overlay, layer) if o["kind"] == kind]
-
-
-def one(overlay, kind, name=None, layer="overlays"):
-    found = [o for o in of_kind(overlay, kind, layer) if name is None or o["metadata"]["name"] == name]
-    assert len(found) == 1, f"{overlay}: expected one {kind} {name or ''}, found {len(found)}"
-    return found[0]
 
 
 def pod_specs(overlay):

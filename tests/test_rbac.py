@@ -10,12 +10,15 @@ need must matter (removing it loses a need); and the repository's Role grants no
 """
 
 import re
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.test_kustomize import NAMESPACES, OVERLAYS, cluster_objects, objects
+from tests.support import REPO
+from tests.support.kubernetes import NAMESPACES, OVERLAYS, cluster_objects, objects
+
+pytestmark = pytest.mark.infra
 
 GROUP = "titanic-deployers"
 EDIT_POLICY = REPO / "kustomize/cluster/eks-edit-policy/clusterrole.yaml"
@@ -42,7 +45,7 @@ RESOURCES = {
 APPLY_VERBS = ("get", "create", "patch")
 # scripts/deploy's kubectl commands -> (group, resource, verbs) they need; a kind in the key's
 # condition limits the need to overlays that render that kind.
-SCRIPT_NEEDS = {
+SCRIPT_NEEDS: dict[str, list[tuple[Any, ...]]] = {
     "kustomize": [],  # renders locally
     "apply": [],  # the objects' own needs (APPLY_VERBS)
     "get": [("apps", "deployments", ("get",)), ("batch", "jobs", ("get",))],

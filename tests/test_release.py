@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 SHA = "0123456789abcdef0123456789abcdef01234567"  # pragma: allowlist secret (a commit SHA)
 PROBE = """
@@ -17,6 +17,8 @@ import json, django
 django.setup()
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
+
+pytestmark = pytest.mark.infra
 welcome = Client().get("/", HTTP_ACCEPT="application/json").json()
 info = SchemaGenerator().get_schema(request=None, public=True)["info"]
 print(json.dumps({"welcome": welcome, "info": info}))

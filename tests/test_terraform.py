@@ -13,8 +13,10 @@ import hcl2
 import pytest
 import yaml
 
-from tests.conftest import REPO, tool_path
+from tests.support import REPO, tool_path
 from tests.support.hcl import blocks, code_without_comments, merged_locals, strip_meta, typed_blocks
+
+pytestmark = pytest.mark.infra
 
 TF_DIR = REPO / "terraform"
 TF_FILES = sorted(TF_DIR.glob("*.tf"))

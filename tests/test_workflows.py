@@ -13,9 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.conftest import REPO, tool_path
+from tests.support import REPO, tool_path
+
+pytestmark = pytest.mark.infra
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 LOCAL_ACTIONS = sorted((REPO / ".github" / "actions").glob("*/action.yml"))

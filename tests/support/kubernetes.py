@@ -1,12 +1,47 @@
 """Kubernetes objects the tests validate offline."""
 
 import functools
+import subprocess
 
 import yaml
 
-from tests.support import REPO
+from tests.support import REPO, tool_path
 
 CRD_SCHEMAS = REPO / "tests" / "schemas" / "crds"
+KUSTOMIZE = REPO / "kustomize"
+# overlays/<env> is what scripts/deploy applies; cluster/<env> what an administrator applies first.
+OVERLAYS = sorted(p.name for p in (KUSTOMIZE / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
+NAMESPACES = {overlay: f"titanic-{overlay}" for overlay in OVERLAYS}
+
+
+@functools.cache
+def render(overlay, layer="overlays"):
+    result = subprocess.run(
+        [tool_path("kubectl"), "kustomize", str(KUSTOMIZE / layer / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def objects(overlay, layer="overlays"):
+    return [doc for doc in yaml.safe_load_all(render(overlay, layer)) if doc]
+
+
+def cluster_objects(overlay):
+    return objects(overlay, "cluster")
+
+
+def of_kind(overlay, kind, layer="overlays"):
+    return [o for o in objects(overlay, layer) if o["kind"] == kind]
+
+
+def one(overlay, kind, name=None, layer="overlays"):
+    found = [o for o in of_kind(overlay, kind, layer) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{overlay}: expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
 
 
 @functools.cache
