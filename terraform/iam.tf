@@ -5,6 +5,7 @@
 # matching the jobs of .github/workflows/deploy.yml and terraform.yml:
 #   deploy          dev:  repo:<owner/name>:ref:refs/heads/main  (image build job on main)
 #                         repo:<owner/name>:environment:dev      (dev deploy job)
+#                         repo:<owner/name>:environment:release  (image job of a vX.Y.Z tag)
 #                   prod: repo:<owner/name>:environment:prod     (prod deploy job, protected)
 #   terraform       repo:<owner/name>:environment:terraform-<env> (apply jobs, protected)
 #   terraform-plan  dev:  repo:<owner/name>:pull_request         (plans of pull requests)
@@ -25,6 +26,7 @@ locals {
     deploy = local.is_prod ? ["${local.github_subject_prefix}:environment:prod"] : [
       local.github_main,
       "${local.github_subject_prefix}:environment:dev",
+      "${local.github_subject_prefix}:environment:release", # vX.Y.Z tag builds (push only)
     ]
     terraform      = ["${local.github_subject_prefix}:environment:terraform-${var.environment}"]
     terraform-plan = local.is_prod ? [local.github_main] : ["${local.github_subject_prefix}:pull_request", local.github_main]

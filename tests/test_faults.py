@@ -224,8 +224,8 @@ def test_database_away_every_view_answers_503_with_retry_after_and_the_pod_stays
             "stats": ("GET", "/people/stats?search=outage", {}),
             "write with a token": ("POST", "/people", {"Authorization": f"Token {token}"}),
             "read with a token": ("GET", "/people", {"Authorization": f"Token {token}"}),
-            "read with a session cookie": ("GET", "/people", {"Cookie": "sessionid=abcdefghijklmnopqrstuvwxyz012345"}),
-            "admin with a session cookie": ("GET", "/admin/", {"Cookie": "sessionid=abcdefghijklmnopqrstuvwxyz012345"}),
+            "read with a session cookie": ("GET", "/people", {"Cookie": "sessionid=notarealsessionnotarealsession00"}),
+            "admin with a session cookie": ("GET", "/admin/", {"Cookie": "sessionid=notarealsessionnotarealsession00"}),
         }
         with proxy.down():
             ready = server.get_from_every_worker("/ready")

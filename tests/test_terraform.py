@@ -367,6 +367,7 @@ def test_github_oidc_subjects_are_exact(parsed, modules):
     for expected in (
         "local.github_main",
         ":environment:dev",
+        ":environment:release",
         ":environment:prod",
         ":environment:terraform-${var.environment}",
         ":pull_request",
@@ -588,7 +589,7 @@ def test_pull_requests_get_no_prod_role(evaluated_subjects):
     assert not [role for role, subjects in prod.items() if pull_request in subjects]
     assert prod["deploy"] == ["repo:owner/repo:environment:prod"]
     assert prod["terraform"] == ["repo:owner/repo:environment:terraform-prod"]
-    assert dev["deploy"] == [main, "repo:owner/repo:environment:dev"]
+    assert dev["deploy"] == [main, "repo:owner/repo:environment:dev", "repo:owner/repo:environment:release"]
 
 
 def test_plan_role_reads_only_its_own_environments_secret(parsed):

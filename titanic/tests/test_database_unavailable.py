@@ -7,7 +7,7 @@ from django.test import Client
 
 from titanic.views import RETRY_AFTER_SECONDS
 
-SESSION = {"HTTP_COOKIE": "sessionid=abcdefghijklmnopqrstuvwxyz012345"}
+SESSION = {"HTTP_COOKIE": "sessionid=notarealsessionnotarealsession00"}
 TOKEN = {"HTTP_AUTHORIZATION": "Token 0123456789abcdef0123456789abcdef01234567"}
 
 
