@@ -11,6 +11,8 @@ import pytest
 
 from tests.support import REPO
 
+pytestmark = pytest.mark.infra
+
 SHA = "0123456789abcdef0123456789abcdef01234567"  # pragma: allowlist secret (a commit SHA)
 PROBE = """
 import json, django
@@ -18,7 +20,6 @@ django.setup()
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
-pytestmark = pytest.mark.infra
 welcome = Client().get("/", HTTP_ACCEPT="application/json").json()
 info = SchemaGenerator().get_schema(request=None, public=True)["info"]
 print(json.dumps({"welcome": welcome, "info": info}))

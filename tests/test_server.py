@@ -214,7 +214,8 @@ def test_the_admin_login_locks_out_logs_and_unlocks(proxy, tmp_path):
         assert log_in(password) == 429
         assert log_in(password, client="203.0.113.50") == 429  # locked by name, from anywhere
         # Tokens are not passwords: a locked-out user's token still writes.
-        token = {**https, "Authorization": f"Token {manage('drf_create_token', username, url=url).split()[2]}"}
+        key = manage("drf_create_token", username, url=url).splitlines()[-1].split()[2]
+        token = {**https, "Authorization": f"Token {key}"}
         person = {"survived": True, "passengerClass": 1, "name": "Axes", "sex": "other", "age": 30}
         person |= {"siblingsOrSpousesAboard": 0, "parentsOrChildrenAboard": 0, "fare": 1.0}
         created = requests.post(server.url + "/people", json=person, headers=token, timeout=5)
@@ -226,7 +227,7 @@ def test_the_admin_login_locks_out_logs_and_unlocks(proxy, tmp_path):
         time.sleep(0.5)
         records = [json.loads(line) for line in server.log_lines()]
     failed = f"login failed for {username}"
-    failures = [r for r in records if r["logger"] == "passengers.api" and r["message"] == failed]
+    failures = [r for r in records if r["logger"] == "titanic.api" and r["message"] == failed]
     assert len(failures) == 7  # five wrong passwords and two refused right ones, each logged as before
     statuses = [
         r["status"]

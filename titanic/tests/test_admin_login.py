@@ -88,10 +88,10 @@ def test_the_browsable_api_login_is_locked_too(client, alice):
 
 @pytest.mark.django_db
 def test_every_failure_is_still_logged_including_refused_ones(client, alice, caplog):
-    with caplog.at_level(logging.WARNING, logger="passengers.api"):
+    with caplog.at_level(logging.WARNING, logger="titanic.api"):
         fail(client, LIMIT, "alice")
         assert log_in(client, "alice").status_code == 429
-    failures = [r for r in caplog.records if r.name == "passengers.api" and r.getMessage() == "login failed for alice"]
+    failures = [r for r in caplog.records if r.name == "titanic.api" and r.getMessage() == "login failed for alice"]
     assert len(failures) == LIMIT + 1
     assert {r.client for r in failures} == {"192.0.2.10"}
 
