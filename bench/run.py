@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import log
 from bench.loadcsv import loadcsv_scaling
-from bench.wrk import POST_BODY, measure_against_ceiling, measure_latency
+from bench.wrk import POST_BODY, Request, measure_against_ceiling, measure_latency
 from tests.support import REPO
 from tests.support.gunicorn import Gunicorn
 from tests.support.postgres import create_token, drop_database, load_dataset, psql
@@ -54,37 +54,33 @@ def app_server(workdir: Path, url: str, gunicorn_env: dict[str, str]) -> Gunicor
     return Gunicorn(workdir, database_url=url, env=env)
 
 
-# name: (method, path, sent with the writer's token)
-Endpoints = dict[str, tuple[str, str, bool]]
-
-
-def endpoints_of(app: Gunicorn) -> Endpoints:
+def endpoints_of(app: Gunicorn, token: str) -> dict[str, Request]:
     _, people = app.request("GET", "/people")
-    uuid = json.loads(people)[len(json.loads(people)) // 2]["uuid"]
+    detail = f"/people/{json.loads(people)[len(json.loads(people)) // 2]['uuid']}"
     return {
-        "people": ("GET", "/people", False),
-        "detail": ("GET", f"/people/{uuid}", False),
-        "people_token": ("GET", "/people", True),
-        "detail_token": ("GET", f"/people/{uuid}", True),
-        "filtered": ("GET", "/people?passengerClass=1&survived=true", False),
-        "stats": ("GET", "/people/stats", False),
-        "create": ("POST", "/people", True),
+        "people": Request("/people"),
+        "detail": Request(detail),
+        "people_token": Request("/people", token=token),
+        "detail_token": Request(detail, token=token),
+        "filtered": Request("/people?passengerClass=1&survived=true"),
+        "stats": Request("/people/stats"),
+        "create": Request("/people", "POST", token),
     }
 
 
 def ceiling_server(
-    app: Gunicorn, endpoints: Endpoints, token: str, workdir: Path, gunicorn_env: dict[str, str]
+    app: Gunicorn, endpoints: dict[str, Request], token: str, workdir: Path, gunicorn_env: dict[str, str]
 ) -> tuple[Gunicorn, dict[str, int]]:
     """The ceiling, serving the very bytes the API answers with for every endpoint; and their sizes."""
     headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
     routes, sizes = {}, {}
-    for index, (name, (method, path, _)) in enumerate(endpoints.items()):
-        body = json.dumps({**POST_BODY, "name": "Bench Ceiling Sample"}) if method == "POST" else None
-        status, data = app.request(method, path, body=body, headers=headers if body else None)
-        if method == "POST":  # keep the list at the dataset's size
+    for index, (name, request) in enumerate(endpoints.items()):
+        body = json.dumps({**POST_BODY, "name": "Bench Ceiling Sample"}) if request.method == "POST" else None
+        status, data = app.request(request.method, request.path, body=body, headers=headers if body else None)
+        if request.method == "POST":  # keep the list at the dataset's size
             app.request("DELETE", f"/people/{json.loads(data)['uuid']}", headers=headers)
         (workdir / f"body-{index}").write_bytes(data)
-        routes[f"{method} {path}"] = {"status": status, "file": str(workdir / f"body-{index}")}
+        routes[f"{request.method} {request.path}"] = {"status": status, "file": str(workdir / f"body-{index}")}
         sizes[name] = len(data)
     routes["GET /health"] = routes["GET /people/stats"]
     (workdir / "ceiling.json").write_text(json.dumps(routes))
@@ -141,8 +137,7 @@ def memory(server: Gunicorn, peaks: dict[int, int]) -> Results:
 def measure_endpoints(
     app: Gunicorn,
     ceiling: Gunicorn,
-    endpoints: Endpoints,
-    token: str,
+    endpoints: dict[str, Request],
     settings: dict[str, Any],
     workdir: Path,
 ) -> Results:
@@ -151,20 +146,13 @@ def measure_endpoints(
     options = {key: settings[key] for key in ("rounds", "connections", "duration", "warmup")}
     latency = {"runs": settings["rounds"], "duration": settings["duration"] * 2, "warmup": settings["warmup"]}
     results: Results = {"endpoints": {}}
-    for name, (method, path, credentialed) in endpoints.items():
-        row = {"method": method, "path": path, "token": credentialed}
-        row.update(
-            measure_against_ceiling(
-                app, ceiling, path, workdir=workdir, method=method, token=token if credentialed else None, **options
-            )
-        )
+    for name, request in endpoints.items():
+        row = {"method": request.method, "path": request.path, "token": bool(request.token)}
+        row.update(measure_against_ceiling(app, ceiling, request, workdir=workdir, **options))
         results["endpoints"][name] = row
         if name == "detail":
-            results["detail_at_8_connections"] = measure_latency(app, path, workdir=workdir, **latency)
-    method, path, _ = endpoints["create"]
-    results["create_at_8_connections"] = measure_latency(
-        app, path, workdir=workdir, method=method, token=token, **latency
-    )
+            results["detail_at_8_connections"] = measure_latency(app, request, workdir=workdir, **latency)
+    results["create_at_8_connections"] = measure_latency(app, endpoints["create"], workdir=workdir, **latency)
     return results
 
 
@@ -179,7 +167,7 @@ def serve_and_measure(settings: dict[str, Any], database: str, workdir: Path, gu
             key: config.get(key) for key in ("workers", "threads", "worker_class", "keepalive", "max_requests")
         }
         log(f"gunicorn: {results['gunicorn']}")
-        endpoints = endpoints_of(app)
+        endpoints = endpoints_of(app, token)
         ceiling, results["body_bytes"] = ceiling_server(app, endpoints, token, workdir, gunicorn_env)
         with ceiling:
             duration, warmup, connections = settings["duration"], settings["warmup"], settings["connections"]
@@ -196,7 +184,7 @@ def serve_and_measure(settings: dict[str, Any], database: str, workdir: Path, gu
                 f"warm-up, {connections} connections, 1 thread"
             )
             with rss_peaks(app) as peaks:
-                results.update(measure_endpoints(app, ceiling, endpoints, token, settings, workdir))
+                results.update(measure_endpoints(app, ceiling, endpoints, settings, workdir))
             results["memory"] = memory(app, peaks)
             log(f"  memory: {results['memory']}")
     posted = psql(

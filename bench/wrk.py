@@ -1,5 +1,6 @@
 """wrk runs: one bounded run, and the two ways the benchmark combines them."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -26,25 +27,27 @@ POST_BODY = {
 Run = dict[str, Any]
 
 
-def wrk(
-    server: Gunicorn,
-    path: str,
-    *,
-    connections: int,
-    duration: float,
-    workdir: Path,
-    method: str = "GET",
-    token: str | None = None,
-) -> Run:
-    """One bounded wrk run (a POST sends POST_BODY; a token goes in the Authorization header);
-    returns requests/s, p50 and p99 in ms and the error counts."""
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What wrk sends: a POST sends POST_BODY; a token goes in the Authorization header."""
+
+    path: str
+    method: str = "GET"
+    token: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}{' (token)' if self.token else ''}"
+
+
+def wrk(server: Gunicorn, request: Request, *, connections: int, duration: float, workdir: Path) -> Run:
+    """One bounded wrk run; returns requests/s, p50 and p99 in ms and the error counts."""
     out = workdir / "wrk-out.json"
     out.unlink(missing_ok=True)
     env = {**os.environ, "BENCH_WRK_OUT": str(out)}
-    if method == "POST":
+    if request.method == "POST":
         env["BENCH_POST_BODY"] = json.dumps(POST_BODY)
-    if token:
-        env["BENCH_TOKEN"] = token
+    if request.token:
+        env["BENCH_TOKEN"] = request.token
     command = [
         shutil.which("wrk") or "wrk",
         "--threads",
@@ -57,7 +60,7 @@ def wrk(
         "10s",
         "--script",
         str(REPORT_SCRIPT),
-        server.url + path,
+        server.url + request.path,
     ]
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=duration + 60)
     raw = json.loads(out.read_text())
@@ -77,21 +80,11 @@ def wrk(
     }
 
 
-def measure(
-    server: Gunicorn,
-    path: str,
-    *,
-    connections: int,
-    duration: float,
-    workdir: Path,
-    method: str = "GET",
-    token: str | None = None,
-) -> Run:
+def measure(server: Gunicorn, request: Request, *, connections: int, duration: float, workdir: Path) -> Run:
     """One wrk run, logged."""
-    result = wrk(server, path, connections=connections, duration=duration, workdir=workdir, method=method, token=token)
-    label = f"{method} {path}{' (token)' if token else ''}"
+    result = wrk(server, request, connections=connections, duration=duration, workdir=workdir)
     log(
-        f"  {server.name:8} {label:45} c={connections:<3} {result['requests_per_s']:9.1f} req/s  "
+        f"  {server.name:8} {request!s:53} c={connections:<3} {result['requests_per_s']:9.1f} req/s  "
         f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  errors {result['errors']}"
     )
     return result
@@ -100,15 +93,13 @@ def measure(
 def measure_against_ceiling(
     app: Gunicorn,
     ceiling: Gunicorn,
-    path: str,
+    request: Request,
     *,
     rounds: int,
     connections: int,
     duration: float,
     warmup: float,
     workdir: Path,
-    method: str = "GET",
-    token: str | None = None,
 ) -> Run:
     """Alternate short runs of the app and the ceiling (app-ceiling, then ceiling-app, ...), so that
     the machine's second-to-second swings hit both alike.
@@ -117,13 +108,13 @@ def measure_against_ceiling(
     all of its own. Also returned: each round's ratio, and the app's round with the median ratio
     (its latencies, with the ceiling's of that round under "ceiling").
     """
-    options: dict[str, Any] = {"connections": connections, "workdir": workdir, "method": method, "token": token}
+    options: dict[str, Any] = {"connections": connections, "workdir": workdir}
     for server in (app, ceiling):
-        wrk(server, path, duration=warmup, **options)
+        wrk(server, request, duration=warmup, **options)
     runs = []
     for round_number in range(rounds):
         order = (app, ceiling) if round_number % 2 == 0 else (ceiling, app)
-        measured = {server.name: measure(server, path, duration=duration, **options) for server in order}
+        measured = {server.name: measure(server, request, duration=duration, **options) for server in order}
         app_run, ceiling_run = measured[app.name], measured[ceiling.name]
         runs.append((app_run["requests_per_s"] / ceiling_run["requests_per_s"], app_run, ceiling_run))
 
@@ -144,15 +135,7 @@ def measure_against_ceiling(
 
 
 def measure_latency(
-    server: Gunicorn,
-    path: str,
-    *,
-    runs: int,
-    duration: float,
-    warmup: float,
-    workdir: Path,
-    method: str = "GET",
-    token: str | None = None,
+    server: Gunicorn, request: Request, *, runs: int, duration: float, warmup: float, workdir: Path
 ) -> Run:
     """Latency at LATENCY_CONNECTIONS connections, in several wrk runs on fresh connections.
 
@@ -160,10 +143,10 @@ def measure_latency(
     the other idles), and one run keeps one such draw for its whole length; several runs sample
     several. The target is judged on the run with the median p99; the worst run is reported too.
     """
-    options: dict[str, Any] = {"connections": LATENCY_CONNECTIONS, "workdir": workdir, "method": method, "token": token}
-    wrk(server, path, duration=warmup, **options)
+    options: dict[str, Any] = {"connections": LATENCY_CONNECTIONS, "workdir": workdir}
+    wrk(server, request, duration=warmup, **options)
     measured = sorted(
-        (measure(server, path, duration=duration, **options) for _ in range(runs)), key=lambda run: run["p99_ms"]
+        (measure(server, request, duration=duration, **options) for _ in range(runs)), key=lambda run: run["p99_ms"]
     )
     median, worst = measured[len(measured) // 2], measured[-1]["p99_ms"]
     log(f"  p99 at {LATENCY_CONNECTIONS} connections: median run {median['p99_ms']} ms, worst {worst} ms")
