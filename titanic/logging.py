@@ -21,7 +21,7 @@ def logging_config(log_format="text", level="INFO"):
         "filters": {"request_id": {"()": RequestIdFilter}},
         "formatters": {
             "json": {
-                "()": "pythonjsonlogger.json.JsonFormatter",
+                "()": "pythonjsonlogger.orjson.OrjsonFormatter",
                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
                 "timestamp": False,

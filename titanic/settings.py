@@ -50,12 +50,14 @@ MIDDLEWARE = [
     "titanic.middleware.RequestLogMiddleware",
     "titanic.middleware.DatabaseDeadlineMiddleware",
     "titanic.middleware.InternalEndpointsMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "titanic.middleware.BodySizeLimitMiddleware",
     # Above the cache, so that cached answers are counted (by view) like the others.
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Above the layers whose work is the same for every cached answer: the security headers are kept
+    # with it, a redirect to HTTPS is never kept, and static files are not passenger reads.
     "passengers.middleware.CachedReadsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

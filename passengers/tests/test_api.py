@@ -590,6 +590,17 @@ def test_the_cache_keeps_each_representation_and_host_apart(client, crowd):
     assert client.head("/people")["Content-Type"] == "application/json"
 
 
+def test_a_cached_answer_keeps_its_security_headers_and_plain_http_is_still_redirected(client, crowd, settings):
+    settings.SECURE_SSL_REDIRECT = True  # read when the client's middleware loads, on its first request
+    https = {"HTTP_X_FORWARDED_PROTO": "https"}
+    fresh = client.get("/people", **https)
+    cached = client.get("/people", **https)
+    assert fresh["Strict-Transport-Security"] == cached["Strict-Transport-Security"]
+    assert fresh["X-Content-Type-Options"] == cached["X-Content-Type-Options"] == "nosniff"
+    redirected = client.get("/people")
+    assert redirected.status_code == 301 and redirected["Location"].startswith("https://")
+
+
 def test_a_write_is_seen_by_the_next_read_of_a_cached_passenger(client, editor_client, crowd):
     target = f"/people/{crowd[0].uuid}"
     assert client.get(target).json()["fare"] != 1.5

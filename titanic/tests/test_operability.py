@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from django.utils.module_loading import import_string
 
 from titanic.logging import RequestIdFilter, logging_config, request_id_var
 
@@ -82,10 +83,8 @@ def test_one_log_line_per_request_with_its_fields(client, caplog):
 
 
 def test_json_formatter_writes_one_object_per_line_with_the_request_id():
-    from pythonjsonlogger.json import JsonFormatter
-
     spec = logging_config("json")["formatters"]["json"]
-    formatter = JsonFormatter(spec["fmt"], rename_fields=spec["rename_fields"], timestamp=False)
+    formatter = import_string(spec["()"])(spec["fmt"], rename_fields=spec["rename_fields"], timestamp=spec["timestamp"])
     record = logging.LogRecord("titanic.request", logging.INFO, __file__, 1, "GET / 200", None, None)
     token = request_id_var.set("rid-1")
     try:
