@@ -68,10 +68,8 @@ def endpoints_of(app: Gunicorn, token: str) -> dict[str, Request]:
     }
 
 
-def ceiling_server(
-    app: Gunicorn, endpoints: dict[str, Request], token: str, workdir: Path, gunicorn_env: dict[str, str]
-) -> tuple[Gunicorn, dict[str, int]]:
-    """The ceiling, serving the very bytes the API answers with for every endpoint; and their sizes."""
+def capture_answers(app: Gunicorn, endpoints: dict[str, Request], token: str, workdir: Path) -> dict[str, int]:
+    """Keep the very bytes the API answers every endpoint with, for the ceilings; return their sizes."""
     headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
     routes, sizes = {}, {}
     for index, (name, request) in enumerate(endpoints.items()):
@@ -84,8 +82,16 @@ def ceiling_server(
         sizes[name] = len(data)
     routes["GET /health"] = routes["GET /people/stats"]
     (workdir / "ceiling.json").write_text(json.dumps(routes))
+    return sizes
+
+
+def ceiling_server(workdir: Path, gunicorn_env: dict[str, str], stamp_url: str | None = None) -> Gunicorn:
+    """The ceiling serving the captured answers; with stamp_url, after a read of the dataset stamp."""
     env = {**gunicorn_env, "BENCH_CEILING_MAP": str(workdir / "ceiling.json")}
-    return Gunicorn(workdir, app="bench.ceiling:application", name="ceiling", env=env), sizes
+    if stamp_url:
+        env["BENCH_CEILING_STAMP_URL"] = stamp_url
+    name = "stamped" if stamp_url else "ceiling"
+    return Gunicorn(workdir, app="bench.ceiling:application", name=name, env=env)
 
 
 # --- memory -------------------------------------------------------------------------------------
@@ -156,6 +162,20 @@ def measure_endpoints(
     return results
 
 
+def measure_stamped_ceiling(
+    stamped: Gunicorn, ceiling: Gunicorn, endpoints: dict[str, Request], settings: dict[str, Any], workdir: Path
+) -> Results:
+    """The ceiling that also reads the dataset stamp per request, against the ceiling: what the one
+    database round trip that keeps cached answers fresh leaves of the ceiling, with no Python around it."""
+    log("the ceiling with a stamp read per request")
+    options = {key: settings[key] for key in ("rounds", "connections", "duration", "warmup")}
+    results = {}
+    for name in ("people", "detail"):
+        row = measure_against_ceiling(stamped, ceiling, endpoints[name], workdir=workdir, **options)
+        results[name] = {key: row[key] for key in ("ratio_to_ceiling", "round_ratios", "errors")}
+    return results
+
+
 def serve_and_measure(settings: dict[str, Any], database: str, workdir: Path, gunicorn_env: dict[str, str]) -> Results:
     log(f"preparing database {database} (migrate, loadcsv, a user with a token)")
     url = load_dataset(database)
@@ -168,8 +188,9 @@ def serve_and_measure(settings: dict[str, Any], database: str, workdir: Path, gu
         }
         log(f"gunicorn: {results['gunicorn']}")
         endpoints = endpoints_of(app, token)
-        ceiling, results["body_bytes"] = ceiling_server(app, endpoints, token, workdir, gunicorn_env)
-        with ceiling:
+        results["body_bytes"] = capture_answers(app, endpoints, token, workdir)
+        ceiling, stamped = ceiling_server(workdir, gunicorn_env), ceiling_server(workdir, gunicorn_env, url)
+        with ceiling, stamped:
             duration, warmup, connections = settings["duration"], settings["warmup"], settings["connections"]
             results["load"] = {
                 "tool": "wrk",
@@ -187,6 +208,7 @@ def serve_and_measure(settings: dict[str, Any], database: str, workdir: Path, gu
                 results.update(measure_endpoints(app, ceiling, endpoints, settings, workdir))
             results["memory"] = memory(app, peaks)
             log(f"  memory: {results['memory']}")
+            results["stamped_ceiling"] = measure_stamped_ceiling(stamped, ceiling, endpoints, settings, workdir)
     posted = psql(
         "WITH gone AS (DELETE FROM passengers_passenger WHERE name LIKE 'Bench %' RETURNING 1) "
         "SELECT count(*) FROM gone",
@@ -257,6 +279,11 @@ def summarise(results: Results) -> None:
             f"  {row['method']:4} {label:53} {row['ratio_to_ceiling']:6.1%}  "
             f"({row['requests_per_s_pooled']:.0f} of {row['ceiling']['requests_per_s_pooled']:.0f} req/s)"
         )
+    floor = results["stamped_ceiling"]
+    log(
+        f"the ceiling with one stamp read per request: GET /people {floor['people']['ratio_to_ceiling']:.1%}, "
+        f"GET /people/{{uuid}} {floor['detail']['ratio_to_ceiling']:.1%} of the ceiling"
+    )
     posts = results["create_at_8_connections"]
     log(f"POST /people with a token at 8 connections: p50 {posts['p50_ms']} ms, p99 {posts['p99_ms']} ms (median run)")
     log("targets:")

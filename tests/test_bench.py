@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.support import REPO, tool_path
+from tests.support.postgres import database_url
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +57,26 @@ def test_every_endpoint_and_its_ceiling_were_measured(results):
     assert posts["connections"] == 8 and posts["errors"] == 0
     assert 0 < posts["p50_ms"] <= posts["p99_ms"]
     assert [row["token"] for name, row in results["endpoints"].items() if name.endswith("_token")] == [True, True]
+
+
+def test_the_ceiling_with_a_stamp_read_was_measured(results):
+    for name in ("people", "detail"):
+        row = results["stamped_ceiling"][name]
+        assert row["errors"] == 0 and row["ratio_to_ceiling"] > 0, name
+        assert len(row["round_ratios"]) == results["load"]["rounds"]
+
+
+def test_the_stamped_ceiling_reads_the_stamp_before_it_answers(tmp_path):
+    """Against a database without the passengers' tables, its first request fails."""
+    (tmp_path / "body").write_bytes(b"[]")
+    (tmp_path / "map.json").write_text(json.dumps({"GET /people": {"status": 200, "file": str(tmp_path / "body")}}))
+    script = "import bench.ceiling as c; c.application({'REQUEST_METHOD': 'GET', 'PATH_INFO': '/people'}, print)"
+    env = {"BENCH_CEILING_MAP": str(tmp_path / "map.json"), "PYTHONPATH": str(REPO)}
+    answered = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert answered.returncode == 0, answered.stderr
+    env["BENCH_CEILING_STAMP_URL"] = database_url("postgres")
+    failed = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0 and "passengers_datasetversion" in failed.stderr
 
 
 def test_gunicorn_ran_with_the_shipped_config(results):
