@@ -11,7 +11,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/titanic
 export PATH := $(PATH):$(CURDIR)/$(TOOLS)/bin
 
 .PHONY: help venv tools run test test-sqlite test-postgres postgres system-packages static lint schema migrations-check \
-        hadolint secrets-scan k8s-check tf-check kind-e2e smoke bench bench-smoke lock clean
+        hadolint secrets-scan k8s-check tf-check kind-e2e smoke bench bench-smoke bench-profile lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ run: venv ## serve http://127.0.0.1:8000 on SQLite with the dataset loaded
 postgres: ## start the local PostgreSQL if it is down
 	scripts/ensure-postgres
 
-system-packages: ## Debian packages the end-to-end tests use (chromium, podman, prometheus, wrk)
+system-packages: ## Debian packages the end-to-end tests use (chromium, podman, prometheus, wrk, valgrind)
 	scripts/install-system-packages
 
 static: venv
@@ -93,6 +93,9 @@ bench: venv postgres system-packages ## benchmark the API under gunicorn with wr
 
 bench-smoke: venv postgres system-packages ## a seconds-long run of the benchmark, to keep it working
 	$(PY) -m bench --smoke
+
+bench-profile: venv postgres system-packages ## instructions per cached read, layer by layer, under callgrind (docs/performance.md)
+	$(PY) -m bench.profile
 
 lock: ## recompile requirements/*.txt from the .in files
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links base.in -o base.txt
