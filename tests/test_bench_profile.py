@@ -5,8 +5,7 @@ Two instrumented runs of a few reads (about two minutes): the profile's own mach
 
 import pytest
 
-from bench.profile import per_read
-from tests.support import project_env
+from bench.profile import per_read, profile_env
 from tests.support.postgres import dataset_database, psql
 
 pytestmark = pytest.mark.e2e
@@ -17,6 +16,5 @@ DATABASE = "titanic_test_profile"
 def test_a_cached_read_costs_between_a_hundred_thousand_and_ten_million_instructions():
     with dataset_database(DATABASE) as url:
         path = "/people/" + psql("SELECT uuid FROM passengers_passenger LIMIT 1", database=DATABASE)
-        env = project_env(DATABASE_URL=url, DJANGO_ALLOWED_HOSTS="127.0.0.1", LOG_FORMAT="json")
-        counted = per_read(20, path, None, (), env)
+        counted = per_read(20, path, None, (), profile_env(url))
     assert 100_000 < counted < 10_000_000
