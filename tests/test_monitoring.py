@@ -491,9 +491,9 @@ def test_end_to_end_app_alerts_go_pending(stack):
 
 @pytest.mark.e2e
 def test_end_to_end_log_lines_carry_the_request_id_as_the_runbook_queries_it(stack):
-    """docs/runbook.md matches raw lines on '"request_id": "<id>"' and parsed ones on request_id."""
+    """docs/runbook.md matches raw lines on '"request_id":"<id>"' and parsed ones on request_id."""
     app, _ = stack
-    needle = f'"request_id": "{OUTAGE_REQUEST_ID}"'
+    needle = f'"request_id":"{OUTAGE_REQUEST_ID}"'
     lines = [line for line in app.log_lines() if needle in line]
     records = [json.loads(line) for line in lines]
     assert {r["request_id"] for r in records} == {OUTAGE_REQUEST_ID}
