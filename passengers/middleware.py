@@ -73,9 +73,8 @@ class CachedReadsMiddleware:
             return False
         if meta.get("HTTP_AUTHORIZATION") and _token_key(request) is None:
             return False  # another scheme: DRF answers it
-        try:
-            match = _resolve(request.path_info)
-        except Resolver404:
+        match = _resolve(request.path_info)
+        if match is None:
             return False
         request.resolver_match = match  # the metrics label cached answers by view, too
         return match.view_name in CACHED_VIEWS
@@ -83,9 +82,13 @@ class CachedReadsMiddleware:
 
 @functools.lru_cache(maxsize=1024)
 def _resolve(path):
-    """Django's resolve() for the most recently asked paths: walking the URL patterns costs as much
-    as a tenth of a cached answer, and they do not change while the process serves."""
-    return resolve(path)
+    """Django's resolve() for the most recently asked paths, None for those it does not know (static
+    files among them): walking the URL patterns costs as much as a tenth of a cached answer, and they
+    do not change while the process serves."""
+    try:
+        return resolve(path)
+    except Resolver404:
+        return None
 
 
 def _token_key(request):
