@@ -8,13 +8,13 @@ from cachetools import LRUCache
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import MiddlewareNotUsed
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.http import HttpResponse
 from django.urls import Resolver404, resolve
 from django.utils.cache import cc_delim_re, get_conditional_response
 from rest_framework.authtoken.models import Token
 
-from passengers.models import DatasetVersion
+from passengers.models import DatasetVersion, stamp_cursor
 
 CACHED_VIEWS = {"people-list", "people-detail", "people-stats"}
 # What an answer of those views can depend on, besides the path and query string: not who asks.
@@ -103,7 +103,7 @@ def _reader(request):
     try:
         if key is None:
             return DatasetVersion.current(), None
-        with connection.cursor() as cursor:
+        with stamp_cursor() as cursor:
             cursor.execute(_stamp_and_token_owner_sql(), [key])
             stamp, user_id, username = cursor.fetchone()
     except DatabaseError:

@@ -100,9 +100,14 @@ class DatasetVersion(models.Model):
     @classmethod
     def current(cls):
         """The stamp, in one plain query: every cached read asks (the ORM would cost more than the query)."""
-        with connection.cursor() as cursor:
+        with stamp_cursor() as cursor:
             cursor.execute(_current_stamp_sql())
             return cursor.fetchone()[0]
+
+
+def stamp_cursor():
+    """A cursor for the queries of the stamp: prepared on PostgreSQL (titanic.postgresql), plain on SQLite."""
+    return connection.prepared_cursor() if hasattr(connection, "prepared_cursor") else connection.cursor()
 
 
 @functools.cache

@@ -77,3 +77,15 @@ def test_the_request_log_names_the_reader_of_a_cached_answer(editor_client, path
     with caplog.at_level("INFO", logger="titanic.request"):
         editor_client.get(paths[0])
     assert [record.user for record in caplog.records if record.name == "titanic.request"] == ["editor"]
+
+
+def test_the_stamp_and_token_query_is_prepared_once_on_postgresql(editor_client, token, paths):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no prepared statements to see")
+    for _ in range(3):
+        assert editor_client.get(paths[0]).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        assert [executions for statement, executions in cursor.fetchall() if "authtoken_token" in statement] == [3]

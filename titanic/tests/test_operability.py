@@ -242,3 +242,29 @@ def test_health_check_works_with_a_socket_numbered_above_1024(own_connection):
     finally:
         for descriptor in spare:
             os.close(descriptor)
+
+
+def _prepared_statements(wrapper):
+    """{statement: times executed} of the statements prepared on this connection's server session."""
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return dict(cursor.fetchall())
+
+
+def test_prepared_cursor_parses_and_plans_once_per_connection(own_connection):
+    from django_prometheus.db import execute_total
+
+    stamp = "SELECT stamp FROM passengers_datasetversion WHERE id = 1"
+    counted = execute_total.labels("default", "postgresql")
+    _backend_pid(own_connection)  # connected, and the connection set up
+    before = counted._value.get()
+    for _ in range(3):
+        with own_connection.prepared_cursor() as cursor:
+            cursor.execute(stamp)
+            assert cursor.fetchone()
+    assert counted._value.get() == before + 3  # still counted in /metrics
+    assert _prepared_statements(own_connection) == {stamp: 3}  # Django's own cursor prepared nothing
+    own_connection.close()
+    with own_connection.prepared_cursor() as cursor:  # a new connection prepares it again
+        cursor.execute(stamp)
+    assert _prepared_statements(own_connection) == {stamp: 1}
