@@ -99,7 +99,8 @@ class DatasetVersion(models.Model):
 
     @classmethod
     def current(cls):
-        """The stamp, in one plain query: every cached read asks (the ORM would cost more than the query)."""
+        """The stamp, in one plain query (prepared on PostgreSQL): every cached read asks, and the ORM
+        would cost more than the query."""
         with stamp_cursor() as cursor:
             cursor.execute(_current_stamp_sql())
             return cursor.fetchone()[0]
