@@ -102,14 +102,16 @@ def _reader(request):
     key = _token_key(request)
     try:
         if key is None:
-            return DatasetVersion.current(), None
+            stamp = DatasetVersion.current()
+            return None if stamp is None else (stamp, None)
         with stamp_cursor() as cursor:
             cursor.execute(_stamp_and_token_owner_sql(), [key])
-            stamp, user_id, username = cursor.fetchone()
+            row = cursor.fetchone()
     except DatabaseError:
         return None  # the view reports it, as a 503
-    if user_id is None:
-        return None  # unknown token or inactive user: DRF answers 401
+    if row is None or row[1] is None:
+        return None  # no stamp row; or an unknown token or inactive user: DRF answers 401
+    stamp, user_id, username = row
     return stamp, get_user_model()(pk=user_id, username=username, is_active=True)
 
 

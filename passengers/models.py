@@ -100,10 +100,12 @@ class DatasetVersion(models.Model):
     @classmethod
     def current(cls):
         """The stamp, in one plain query (prepared on PostgreSQL): every cached read asks, and the ORM
-        would cost more than the query."""
+        would cost more than the query. None if the row is gone (deleted by hand; migrate or flush
+        restores it): nothing can be cached without it."""
         with stamp_cursor() as cursor:
             cursor.execute(_current_stamp_sql())
-            return cursor.fetchone()[0]
+            row = cursor.fetchone()
+        return row[0] if row else None
 
 
 def stamp_cursor():

@@ -114,3 +114,13 @@ def test_the_stamp_row_comes_back_after_a_flush(passengers):
     call_command("flush", "--noinput")
     assert Passenger.objects.count() == 0
     assert DatasetVersion.objects.filter(pk=1).exists()
+
+
+@pytest.mark.parametrize("reader", ["anonymous", "token"])
+def test_without_the_stamp_row_reads_are_rendered_every_time_not_refused(reader, client, editor_client, passengers):
+    reads = editor_client if reader == "token" else client
+    path = f"/people/{passengers[0].uuid}"
+    DatasetVersion.objects.all().delete()
+    assert reads.get(path).json()["name"] == passengers[0].name
+    Passenger.objects.filter(pk=passengers[0].pk).update(name="Mr. Renamed")  # the trigger finds no row to renew
+    assert reads.get(path).json()["name"] == "Mr. Renamed"  # nothing was kept under a missing stamp
