@@ -12,6 +12,7 @@ from django.db import DatabaseError
 from django.http import HttpResponse
 from django.urls import Resolver404, resolve
 from django.utils.cache import cc_delim_re, get_conditional_response
+from django_prometheus.middleware import PrometheusAfterMiddleware
 from rest_framework.authtoken.models import Token
 
 from passengers.models import DatasetVersion, stamp_cursor
@@ -19,6 +20,7 @@ from passengers.models import DatasetVersion, stamp_cursor
 CACHED_VIEWS = {"people-list", "people-detail", "people-stats"}
 # What an answer of those views can depend on, besides the path and query string: not who asks.
 KEY_HEADERS = ("HTTP_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_ACCEPT")
+PROMETHEUS_AFTER = "django_prometheus.middleware.PrometheusAfterMiddleware"
 
 
 class CachedReadsMiddleware:
@@ -45,6 +47,11 @@ class CachedReadsMiddleware:
         self.get_response = get_response
         self.responses = LRUCache(maxsize=settings.TITANIC_RESPONSE_CACHE_MB * 2**20, getsizeof=_size)
         self.lock = threading.Lock()
+        # django-prometheus counts requests per view as the view is called, which a cached answer
+        # never is: the same count, by the same code, for the answers given here.
+        self.count_view = (
+            PrometheusAfterMiddleware(get_response).process_view if PROMETHEUS_AFTER in settings.MIDDLEWARE else None
+        )
 
     def __call__(self, request):
         reader = _reader(request) if self._cacheable(request) else None
@@ -63,6 +70,8 @@ class CachedReadsMiddleware:
             return response
         if user is not None:
             request.user = user  # the request log names the reader
+        if self.count_view:
+            self.count_view(request, None)
         content, headers = cached
         response = HttpResponse(content, headers=headers)
         return get_conditional_response(request, etag=response["ETag"], response=response)
