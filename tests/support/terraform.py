@@ -231,6 +231,7 @@ class Role:
         return self.name
 
 
+@cache
 def roles(env: str) -> dict[str, Role]:
     """Every role the environment's Terraform creates, by name, with the policies it holds. Roles
     made by modules from their own policies (EKS, Karpenter, the controllers) are modelled as
@@ -280,7 +281,7 @@ def _iam_role_modules(env, label, body, render, boundary):
     if "for_each" in body:
         assert body["for_each"] == "local.github_roles", f"module {label}: unknown for_each"
         # github_roles: the definitions, the image push role only where the repository is created.
-        selection = "if key != \"image-push\" || var.create_shared_resources"
+        selection = 'if key != "image-push" || var.create_shared_resources'
         assert selection in merged_locals(parsed())["github_roles"], "iam.tf: github_roles changed shape"
         definitions = render.resolve("local.github_role_definitions")
         if not tfvars(env).get("create_shared_resources", True):
