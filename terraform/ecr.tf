@@ -1,5 +1,8 @@
 # One repository, titanic-api, shared by the environments of an account: CI builds an
-# image once (tagged with the commit SHA) and promotes the same digest from dev to prod.
+# image once (tagged with the commit SHA) and promotes the same digest from dev to prod. It is
+# created by an administrator's first apply of the owning environment (dev); later changes
+# to it (the lifecycle policy included) are applied by an administrator too, since no role of
+# either environment may change it (iam.tf, DenySharedResourceChanges).
 module "ecr" {
   #checkov:skip=CKV_TF_1:Registry module pinned to its current major with "~>" (project policy): terraform-aws-modules releases are immutable tags, upgrades within the major are reviewed in the plan.
   source  = "terraform-aws-modules/ecr/aws"
@@ -12,29 +15,19 @@ module "ecr" {
   repository_image_scan_on_push   = true
   repository_force_delete         = false
 
-  # Access is granted by identity policies (deploy role, node role), not a repository policy.
+  # Access is granted by identity policies (image push role, node roles), not a repository policy.
   create_repository_policy = false
   attach_repository_policy = false
 
-  create_lifecycle_policy = true
-  repository_lifecycle_policy = jsonencode({
-    rules = [
-      {
-        rulePriority = 1
-        description  = "Keep the last 20 images"
-        selection = {
-          tagStatus   = "any"
-          countType   = "imageCountMoreThan"
-          countNumber = 20
-        }
-        action = {
-          type = "expire"
-        }
-      }
-    ]
-  })
+  # What is kept and why: ecr-lifecycle-policy.json, evaluated on a year of synthetic history by
+  # tests/test_terraform.py (README.md, "Image retention"). The deploy workflow tags every image
+  # it deploys dev-<sha> / prod-<sha>, which is what rules 2 and 3 count.
+  create_lifecycle_policy     = true
+  repository_lifecycle_policy = file("${path.module}/ecr-lifecycle-policy.json")
 
-  tags = local.tags
+  # Shared by both environments: neither environment's isolation denies apply to it, and
+  # neither may change it from CI (iam.tf, DenySharedResourceChanges).
+  tags = local.shared_tags
 }
 
 # The environment that does not own the repository looks it up.

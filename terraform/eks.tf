@@ -104,25 +104,27 @@ module "eks" {
   )
 
   # The small fixed system pool: it runs Karpenter itself, CoreDNS and the add-ons (nothing
-  # scales it). Karpenter (karpenter.tf) adds and removes the nodes the app needs.
+  # scales it). On-demand, so a Spot interruption cannot take DNS and node autoscaling down
+  # together (README.md, "System node group"). Karpenter (karpenter.tf) adds and removes the
+  # Spot nodes the app needs.
   eks_managed_node_groups = {
-    arm-spot = {
+    system = {
       ami_type       = "AL2023_ARM_64_STANDARD"
-      capacity_type  = "SPOT"
+      capacity_type  = "ON_DEMAND"
       instance_types = var.node_instance_types
 
       min_size     = var.node_min_size
       max_size     = var.node_max_size
       desired_size = var.node_desired_size
 
-      # The prod overlay selects these nodes; EKS adds kubernetes.io/arch=arm64 and
-      # eks.amazonaws.com/capacityType=SPOT itself. No taint: CoreDNS and the add-ons
-      # run here too.
+      # EKS adds kubernetes.io/arch=arm64 and eks.amazonaws.com/capacityType=ON_DEMAND itself.
+      # No taint: the add-ons' charts need no tolerations to run here, and the app may use
+      # spare room before Karpenter adds a node.
       labels = {
-        "titanic.io/pool" = "arm-spot"
+        "titanic.io/pool" = "system"
       }
 
-      iam_role_name                 = "${local.name}-arm-spot-node"
+      iam_role_name                 = "${local.name}-system-node"
       iam_role_permissions_boundary = local.permissions_boundary_arn
 
       block_device_mappings = {

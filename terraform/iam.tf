@@ -3,15 +3,16 @@
 #
 # Each role trusts an explicit list of exact token subjects (StringEquals, no wildcards),
 # matching the jobs of .github/workflows/deploy.yml and terraform.yml:
-#   deploy          dev:  repo:<owner/name>:ref:refs/heads/main  (image build job on main)
-#                         repo:<owner/name>:environment:dev      (dev deploy job)
-#                         repo:<owner/name>:environment:release  (image job of a vX.Y.Z tag)
-#                   prod: repo:<owner/name>:environment:prod     (prod deploy job, protected)
+#   image-push      repo:<owner/name>:ref:refs/heads/main        (image job on main, deploy markers)
+#                   repo:<owner/name>:environment:release        (image job of a vX.Y.Z tag)
+#                   Created by the environment owning the ECR repository (create_shared_resources).
+#   deploy          repo:<owner/name>:environment:<env>          (the env's deploy job, protected)
 #   terraform       repo:<owner/name>:environment:terraform-<env> (apply jobs, protected)
 #   terraform-plan  dev:  repo:<owner/name>:pull_request         (plans of pull requests)
 #                         repo:<owner/name>:ref:refs/heads/main  (plan before the apply)
 #                   prod: repo:<owner/name>:ref:refs/heads/main  (only)
-# so nothing running for dev can act on prod, and a pull request can never apply.
+# so nothing running for dev can act on prod, a pull request can never apply, and a tag build
+# (anyone with write access can push a tag) can push an image but not deploy one.
 #
 # Prod is never planned for a pull request: a plan refreshes the write-only Django secret
 # version, which reads the secret (GetSecretValue), and a pull request's branch can change
@@ -22,18 +23,28 @@
 locals {
   github_subject_prefix = "repo:${var.github_repository}"
   github_main           = "${local.github_subject_prefix}:ref:refs/heads/main"
-  github_subjects = {
-    deploy = local.is_prod ? ["${local.github_subject_prefix}:environment:prod"] : [
-      local.github_main,
-      "${local.github_subject_prefix}:environment:dev",
-      "${local.github_subject_prefix}:environment:release", # vX.Y.Z tag builds (push only)
-    ]
-    terraform      = ["${local.github_subject_prefix}:environment:terraform-${var.environment}"]
-    terraform-plan = local.is_prod ? [local.github_main] : ["${local.github_subject_prefix}:pull_request", local.github_main]
+  github_release        = "${local.github_subject_prefix}:environment:release"
+  github_subjects_by_environment = {
+    dev = {
+      deploy         = ["${local.github_subject_prefix}:environment:dev"]
+      terraform      = ["${local.github_subject_prefix}:environment:terraform-dev"]
+      terraform-plan = ["${local.github_subject_prefix}:pull_request", local.github_main]
+      image-push     = [local.github_main, local.github_release]
+    }
+    prod = {
+      deploy         = ["${local.github_subject_prefix}:environment:prod"]
+      terraform      = ["${local.github_subject_prefix}:environment:terraform-prod"]
+      terraform-plan = [local.github_main]
+      image-push     = [local.github_main, local.github_release]
+    }
   }
+  github_subjects = local.github_subjects_by_environment[var.environment]
 
   cluster_arn = "arn:${local.partition}:eks:${var.region}:${local.account_id}:cluster/${local.name}"
   iam_arn     = "arn:${local.partition}:iam::${local.account_id}"
+
+  github_oidc_provider_arn = "${local.iam_arn}:oidc-provider/token.actions.githubusercontent.com"
+  state_bucket_arn         = "arn:${local.partition}:s3:::${var.state_bucket}"
 }
 
 module "github_oidc_provider" {
@@ -45,15 +56,17 @@ module "github_oidc_provider" {
 
   url = "https://token.actions.githubusercontent.com"
 
-  tags = local.tags
+  # Shared by both environments, changed by administrators only (DenySharedResourceChanges).
+  tags = local.shared_tags
 }
 
 ################################################################################
-# Deploy role: push the image to the one ECR repository, deploy to the app namespace
-# (EKS access entry in eks.tf).
+# Image push role (main and tag builds): push to the one ECR repository, nothing else.
+# Deploy role (the env's deploy job): find its cluster; the EKS access entry (eks.tf) gives
+# it edit rights in the app namespace. It cannot push images.
 ################################################################################
 
-data "aws_iam_policy_document" "deploy" {
+data "aws_iam_policy_document" "image_push" {
   statement {
     sid = "EcrLogin"
     # GetAuthorizationToken has no resource-level permissions.
@@ -63,21 +76,22 @@ data "aws_iam_policy_document" "deploy" {
 
   statement {
     sid = "EcrPushPullTitanicApi"
+    # BatchGetImage + PutImage also add a tag to an existing image (the deploy markers).
     actions = [
       "ecr:BatchCheckLayerAvailability",
       "ecr:BatchGetImage",
       "ecr:CompleteLayerUpload",
-      "ecr:DescribeImageScanFindings",
       "ecr:DescribeImages",
       "ecr:GetDownloadUrlForLayer",
       "ecr:InitiateLayerUpload",
-      "ecr:ListImages",
       "ecr:PutImage",
       "ecr:UploadLayerPart",
     ]
     resources = [local.ecr_repository_arn]
   }
+}
 
+data "aws_iam_policy_document" "deploy" {
   statement {
     sid       = "DescribeCluster"
     actions   = ["eks:DescribeCluster"]
@@ -87,13 +101,12 @@ data "aws_iam_policy_document" "deploy" {
 
 ################################################################################
 # Terraform roles for the terraform workflow.
-#   plan  (dev: pull requests and main; prod: main only): AWS ReadOnlyAccess, plus
-#         taking the S3 state lock and reading this environment's Django secret
-#         (refreshing a secret version reads it).
+#   plan  (dev: pull requests and main; prod: main only): AWS ReadOnlyAccess, plus reading
+#         this environment's Django secret (refreshing a secret version reads it). Plans run
+#         with -lock=false: the role writes nothing in the state bucket (DenyStateWrites).
 #   apply (terraform-<env> environment): PowerUserAccess (everything but IAM and
-#         Organizations) plus IAM limited to titanic-<env>-* roles and policies, the
-#         GitHub OIDC provider and the service-linked roles EKS/RDS/ELB/Auto Scaling need,
-#         under the guardrails below.
+#         Organizations) plus IAM limited to titanic-<env>-* roles and policies and the
+#         service-linked roles EKS/RDS/ELB/Auto Scaling need, under the guardrails below.
 ################################################################################
 
 data "aws_iam_policy" "read_only" {
@@ -106,18 +119,25 @@ data "aws_iam_policy" "power_user" {
 
 data "aws_iam_policy_document" "terraform_plan" {
   statement {
-    sid       = "StateLock"
-    actions   = ["s3:PutObject", "s3:DeleteObject"]
-    resources = ["arn:${local.partition}:s3:::${var.state_bucket}/*.tflock"]
-  }
-
-  statement {
     sid       = "RefreshDjangoSecretVersion"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [aws_secretsmanager_secret.django_secret_key.arn]
   }
-}
 
+  # Pull requests assume this role (dev): not one object of the state bucket, lock files
+  # included, may be written, whatever managed policy the role ever gets.
+  statement {
+    sid    = "DenyStateWrites"
+    effect = "Deny"
+    actions = [
+      "s3:Delete*",
+      "s3:Put*",
+      "s3:Replicate*",
+      "s3:RestoreObject",
+    ]
+    resources = [local.state_bucket_arn, "${local.state_bucket_arn}/*"]
+  }
+}
 
 data "aws_iam_policy_document" "terraform_apply" {
   source_policy_documents = [
@@ -129,6 +149,8 @@ data "aws_iam_policy_document" "terraform_apply" {
 data "aws_iam_policy_document" "terraform_apply_iam" {
   statement {
     sid = "ManageTitanicRoles"
+    # No iam:UpdateAssumeRolePolicy: who may assume a role is decided by administrators
+    # (DenyTrustPolicyChanges).
     actions = [
       "iam:AttachRolePolicy",
       "iam:CreateRole",
@@ -146,7 +168,6 @@ data "aws_iam_policy_document" "terraform_apply_iam" {
       "iam:PutRolePolicy",
       "iam:TagRole",
       "iam:UntagRole",
-      "iam:UpdateAssumeRolePolicy",
       "iam:UpdateRole",
       "iam:UpdateRoleDescription",
     ]
@@ -173,19 +194,10 @@ data "aws_iam_policy_document" "terraform_apply_iam" {
   }
 
   statement {
-    sid = "ManageGithubOidcProvider"
-    actions = [
-      "iam:AddClientIDToOpenIDConnectProvider",
-      "iam:CreateOpenIDConnectProvider",
-      "iam:DeleteOpenIDConnectProvider",
-      "iam:GetOpenIDConnectProvider",
-      "iam:ListOpenIDConnectProviderTags",
-      "iam:RemoveClientIDFromOpenIDConnectProvider",
-      "iam:TagOpenIDConnectProvider",
-      "iam:UntagOpenIDConnectProvider",
-      "iam:UpdateOpenIDConnectProviderThumbprint",
-    ]
-    resources = ["${local.iam_arn}:oidc-provider/token.actions.githubusercontent.com"]
+    sid = "ReadGithubOidcProvider"
+    # Refresh only: the provider is shared and changed by administrators.
+    actions   = ["iam:GetOpenIDConnectProvider", "iam:ListOpenIDConnectProviderTags"]
+    resources = [local.github_oidc_provider_arn]
   }
 
   statement {
@@ -221,14 +233,14 @@ data "aws_iam_policy_document" "terraform_apply_iam" {
 }
 
 ################################################################################
-# Permissions boundary. Every role of this environment carries it: the three roles
-# here, the EKS cluster and node roles, the Pod Identity roles and Karpenter's. It
-# allows at most what the apply role may do (everything but IAM and Organizations, IAM
-# within titanic-<env>-*) plus the instance profiles Karpenter manages, and it repeats
-# the guardrails: a role may only create or change roles that carry this boundary, may
-# never remove a boundary, and may never edit the boundary itself. So a role the apply
-# role creates, whatever policies it attaches, can do no more than the apply role, and
-# the boundary cannot be widened from CI: changes to it are applied by an administrator
+# Permissions boundary. Every role of this environment carries it: the GitHub roles here,
+# the EKS cluster and node roles, the Pod Identity roles and Karpenter's. It allows at most
+# what the apply role may do (everything but IAM and Organizations, IAM within
+# titanic-<env>-*), secrets only under titanic/<env>/, database logins only on this
+# environment's instance, plus the instance profiles Karpenter manages; and it repeats the
+# guardrails and the isolation below. So a role the apply role creates, whatever policies it
+# attaches, can do no more than the apply role and nothing in the other environment, and the
+# boundary cannot be widened from CI: changes to it are applied by an administrator
 # (README.md, "Permissions boundary").
 ################################################################################
 
@@ -275,6 +287,187 @@ data "aws_iam_policy_document" "iam_guardrails" {
     ]
     resources = ["${local.iam_arn}:policy/${local.permissions_boundary_name}"]
   }
+
+  # Who may assume a role is written when the role is created and changed only by an
+  # administrator: otherwise the apply role could make any titanic-<env>-* role (its own
+  # included) trustable by another account or by pull requests. IAM has no condition key on
+  # the content of a trust policy, so the action is denied, not scoped.
+  statement {
+    sid       = "DenyTrustPolicyChanges"
+    effect    = "Deny"
+    actions   = ["iam:UpdateAssumeRolePolicy"]
+    resources = ["*"]
+  }
+}
+
+################################################################################
+# Environment isolation: dev and prod share one AWS account, so every role of an
+# environment (the role policies of the GitHub roles, and the boundary of every role) is
+# denied the other environment's resources: by tag where the action supports
+# aws:ResourceTag, by ARN where it does not (S3 objects, EKS sub-resources, IAM), its state
+# object, every database master password, and changes to what both share (the GitHub OIDC
+# provider, the ECR repository, the state bucket), which only administrators make.
+################################################################################
+
+data "aws_iam_policy_document" "environment_isolation" {
+  statement {
+    sid       = "DenyOtherEnvironmentTaggedResources"
+    effect    = "Deny"
+    actions   = ["*"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/Environment"
+      values   = [local.other_environment]
+    }
+  }
+
+  # Tags the controllers put on what they create in the other cluster: EKS managed nodes
+  # (eks:cluster-name), the Load Balancer Controller's ALBs and target groups
+  # (elbv2.k8s.aws/cluster), Karpenter's instances and volumes (kubernetes.io/cluster/<name>).
+  statement {
+    sid       = "DenyOtherClusterNodes"
+    effect    = "Deny"
+    actions   = ["*"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/eks:cluster-name"
+      values   = [local.other_name]
+    }
+  }
+
+  statement {
+    sid       = "DenyOtherClusterLoadBalancers"
+    effect    = "Deny"
+    actions   = ["*"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/elbv2.k8s.aws/cluster"
+      values   = [local.other_name]
+    }
+  }
+
+  statement {
+    sid       = "DenyOtherClusterKarpenterResources"
+    effect    = "Deny"
+    actions   = ["*"]
+    resources = ["*"]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/kubernetes.io/cluster/${local.other_name}"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "DenyTaggingAsOtherEnvironment"
+    effect    = "Deny"
+    actions   = ["*"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/Environment"
+      values   = [local.other_environment]
+    }
+  }
+
+  # By name, for what tags cannot protect (actions without aws:ResourceTag, resources named
+  # before they are tagged).
+  statement {
+    sid     = "DenyOtherEnvironmentByName"
+    effect  = "Deny"
+    actions = ["*"]
+    resources = [
+      "arn:${local.partition}:eks:*:${local.account_id}:cluster/${local.other_name}",
+      "arn:${local.partition}:eks:*:${local.account_id}:*/${local.other_name}/*",
+      "arn:${local.partition}:rds:*:${local.account_id}:db:${local.other_name}",
+      "arn:${local.partition}:rds:*:${local.account_id}:snapshot:*${local.other_name}*",
+      "arn:${local.partition}:rds:*:${local.account_id}:pg:${local.other_name}*",
+      "arn:${local.partition}:rds:*:${local.account_id}:subgrp:${local.other_name}*",
+      "arn:${local.partition}:secretsmanager:*:${local.account_id}:secret:titanic/${local.other_environment}/*",
+      "${local.iam_arn}:role/${local.other_name}-*",
+      "${local.iam_arn}:policy/${local.other_name}-*",
+      "${local.iam_arn}:instance-profile/${local.other_name}_*",
+      "arn:${local.partition}:sqs:*:${local.account_id}:${local.other_name}-*",
+      "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${local.other_name}*",
+      "arn:${local.partition}:kms:*:${local.account_id}:alias/eks/${local.other_name}",
+      "arn:${local.partition}:wafv2:*:${local.account_id}:regional/webacl/${local.other_name}-*/*",
+    ]
+  }
+
+  # The RDS-managed master password (secret rds!db-...) is for administrators, who are not
+  # under the boundary; no workload of either environment reads it (the app uses IAM auth).
+  statement {
+    sid       = "DenyDatabaseMasterSecretValues"
+    effect    = "Deny"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
+    resources = ["arn:${local.partition}:secretsmanager:*:${local.account_id}:secret:rds!*"]
+  }
+
+  statement {
+    sid       = "DenyOtherEnvironmentState"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = ["${local.state_bucket_arn}/titanic/${local.other_environment}.tfstate*"]
+  }
+
+  # Record changes only in this environment's zone.
+  statement {
+    sid    = "DenyOtherDnsZones"
+    effect = "Deny"
+    actions = [
+      "route53:ChangeResourceRecordSets",
+      "route53:DeleteHostedZone",
+    ]
+    not_resources = [local.route53_zone_arn]
+  }
+
+  statement {
+    sid    = "DenySharedResourceChanges"
+    effect = "Deny"
+    actions = [
+      "ecr:BatchDeleteImage",
+      "ecr:DeleteLifecyclePolicy",
+      "ecr:DeleteRepository",
+      "ecr:DeleteRepositoryPolicy",
+      "ecr:PutImageScanningConfiguration",
+      "ecr:PutImageTagMutability",
+      "ecr:PutLifecyclePolicy",
+      "ecr:SetRepositoryPolicy",
+      "ecr:TagResource",
+      "ecr:UntagResource",
+      "iam:AddClientIDToOpenIDConnectProvider",
+      "iam:DeleteOpenIDConnectProvider",
+      "iam:RemoveClientIDFromOpenIDConnectProvider",
+      "iam:TagOpenIDConnectProvider",
+      "iam:UntagOpenIDConnectProvider",
+      "iam:UpdateOpenIDConnectProviderThumbprint",
+    ]
+    resources = [local.ecr_repository_arn, local.github_oidc_provider_arn]
+  }
+
+  statement {
+    sid    = "DenyStateBucketChanges"
+    effect = "Deny"
+    actions = [
+      "s3:DeleteBucket*",
+      "s3:PutBucket*",
+      "s3:PutEncryptionConfiguration",
+      "s3:PutLifecycleConfiguration",
+      "s3:PutReplicationConfiguration",
+    ]
+    resources = [local.state_bucket_arn]
+  }
+
+  # The bucket is versioned: an overwritten state can be recovered unless its versions go.
+  statement {
+    sid       = "DenyStateHistoryDeletion"
+    effect    = "Deny"
+    actions   = ["s3:DeleteObjectVersion*"]
+    resources = ["${local.state_bucket_arn}/*"]
+  }
 }
 
 data "aws_iam_policy_document" "permissions_boundary" {
@@ -287,12 +480,26 @@ data "aws_iam_policy_document" "permissions_boundary" {
   source_policy_documents = [
     data.aws_iam_policy_document.terraform_apply_iam.json,
     data.aws_iam_policy_document.iam_guardrails.json,
+    data.aws_iam_policy_document.environment_isolation.json,
   ]
 
   statement {
-    sid         = "EverythingButIamAndOrganizations"
-    not_actions = ["iam:*", "organizations:*", "account:*"]
+    sid = "EverythingButIamAndOrganizations"
+    # Secret values and database logins are allowed below, for this environment only.
+    not_actions = ["iam:*", "organizations:*", "account:*", "rds-db:*", "secretsmanager:GetSecretValue"]
     resources   = ["*"]
+  }
+
+  statement {
+    sid       = "ReadThisEnvironmentsSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = ["arn:${local.partition}:secretsmanager:${var.region}:${local.account_id}:secret:titanic/${var.environment}/*"]
+  }
+
+  statement {
+    sid       = "ConnectToThisEnvironmentsDatabase"
+    actions   = ["rds-db:connect"]
+    resources = ["${local.db_user_arn_prefix}/*"]
   }
 
   # Karpenter names its instance profiles itself; its own policy scopes them by tag.
@@ -318,18 +525,19 @@ data "aws_iam_policy_document" "permissions_boundary" {
 
 resource "aws_iam_policy" "permissions_boundary" {
   name        = local.permissions_boundary_name
-  description = "Permissions boundary of every ${local.name} role: no IAM beyond titanic roles, no role without this boundary"
+  description = "Permissions boundary of every ${local.name} role: no IAM beyond titanic roles, no role without this boundary, nothing of ${local.other_name}"
   policy      = data.aws_iam_policy_document.permissions_boundary.json
 }
 
 ################################################################################
-# The three roles, one module call each.
+# The GitHub roles, one module call each. Every role policy carries the environment
+# isolation as well (the boundary repeats it).
 ################################################################################
 
 locals {
-  github_roles = {
+  github_role_definitions = {
     deploy = {
-      description = "GitHub Actions deploy for ${local.name}: push titanic-api images, deploy to ${local.app_namespace}"
+      description = "GitHub Actions deploy for ${local.name}: edit rights in ${local.app_namespace}"
       subjects    = local.github_subjects.deploy
       policies    = {}
       inline      = data.aws_iam_policy_document.deploy.json
@@ -346,7 +554,15 @@ locals {
       policies    = { PowerUserAccess = data.aws_iam_policy.power_user.arn }
       inline      = data.aws_iam_policy_document.terraform_apply.json
     }
+    image-push = {
+      description = "GitHub Actions image builds: push titanic-api images (no cluster access)"
+      subjects    = local.github_subjects.image-push
+      policies    = {}
+      inline      = data.aws_iam_policy_document.image_push.json
+    }
   }
+  # The image builds push to the shared repository: its role lives where the repository does.
+  github_roles = { for key, role in local.github_role_definitions : key => role if key != "image-push" || var.create_shared_resources }
 }
 
 module "github_role" {
@@ -367,8 +583,11 @@ module "github_role" {
   policies             = each.value.policies
   permissions_boundary = local.permissions_boundary_arn
 
-  create_inline_policy           = true
-  source_inline_policy_documents = [each.value.inline]
+  create_inline_policy = true
+  source_inline_policy_documents = [
+    each.value.inline,
+    data.aws_iam_policy_document.environment_isolation.json,
+  ]
 
   tags = local.tags
 

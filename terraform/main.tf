@@ -1,10 +1,20 @@
+# Names that follow from the environment alone (no provider, no data source: the tests evaluate
+# this block with Terraform for dev and prod).
 locals {
   name    = "titanic-${var.environment}"
-  azs     = slice(data.aws_availability_zones.available.names, 0, var.az_count)
   is_prod = var.environment == "prod"
+
+  # The other environment in the same AWS account: every role here is denied its resources
+  # (iam.tf, environment_isolation).
+  other_environment = local.is_prod ? "dev" : "prod"
+  other_name        = "titanic-${local.other_environment}"
 
   # The Kubernetes namespace the app runs in on this environment's cluster.
   app_namespace = "titanic-${var.environment}"
+}
+
+locals {
+  azs = slice(data.aws_availability_zones.available.names, 0, var.az_count)
 
   # Applied to every resource through the provider's default_tags, and passed to the
   # modules as well so that launch-template tag specifications (EC2 instances, volumes)
@@ -15,6 +25,11 @@ locals {
     ManagedBy   = "terraform"
     Repository  = var.github_repository
   }
+
+  # The account-wide singletons one environment creates and both use (GitHub OIDC provider, ECR
+  # repository) belong to neither: each environment's roles are denied the other environment's
+  # resources by this tag, and neither may change these (iam.tf, DenySharedResourceChanges).
+  shared_tags = merge(local.tags, { Environment = "shared" })
 
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition

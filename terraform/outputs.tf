@@ -51,17 +51,22 @@ output "kubernetes_version" {
 ################################################################################
 
 output "deploy_role_arn" {
-  description = "Role the deploy workflow assumes (GitHub OIDC): ECR push and edit rights in the app namespace."
+  description = "Role the deploy job of this environment assumes (GitHub OIDC, environment:<env>): edit rights in the app namespace, no ECR. Variable DEPLOY_ROLE_ARN of the GitHub environment <env>."
   value       = module.github_role["deploy"].arn
 }
 
+output "image_push_role_arn" {
+  description = "Role the image builds assume (GitHub OIDC: main, and tags through the release environment): push to titanic-api, no cluster access. Repository variable IMAGE_PUSH_ROLE_ARN. Null where this environment does not own the repository."
+  value       = try(module.github_role["image-push"].arn, null)
+}
+
 output "terraform_role_arn" {
-  description = "Role the terraform workflow assumes to apply (main branch for dev, prod environment for prod)."
+  description = "Role the terraform workflow assumes to apply (GitHub environment terraform-<env>). Variable TERRAFORM_ROLE_ARN of that environment."
   value       = module.github_role["terraform"].arn
 }
 
 output "terraform_plan_role_arn" {
-  description = "Read-only role the terraform workflow assumes to plan: dev's on pull requests and main, prod's on main only."
+  description = "Read-only role the terraform workflow assumes to plan: dev's on pull requests and main, prod's on main only. Repository variable TERRAFORM_PLAN_ROLE_ARN_<ENV>."
   value       = module.github_role["terraform-plan"].arn
 }
 
@@ -73,6 +78,21 @@ output "external_secrets_role_arn" {
 output "lb_controller_role_arn" {
   description = "Pod Identity role of the AWS Load Balancer Controller (kube-system/aws-load-balancer-controller); already associated."
   value       = module.lb_controller_pod_identity.iam_role_arn
+}
+
+output "external_dns_role_arn" {
+  description = "Pod Identity role of ExternalDNS (external-dns/external-dns): record changes for public_hostname in route53_zone_id only; already associated."
+  value       = module.external_dns_pod_identity.iam_role_arn
+}
+
+output "app_role_arn" {
+  description = "Pod Identity role of the app (<app namespace>/titanic-api): rds-db:connect as titanic_app on this instance; already associated."
+  value       = module.db_user_pod_identity["app"].iam_role_arn
+}
+
+output "migrate_role_arn" {
+  description = "Pod Identity role of the migrate Job (<app namespace>/titanic-migrate): rds-db:connect as titanic_migrator on this instance; already associated."
+  value       = module.db_user_pod_identity["migrate"].iam_role_arn
 }
 
 ################################################################################
@@ -99,8 +119,13 @@ output "db_name" {
   value       = module.db.db_instance_name
 }
 
+output "db_resource_id" {
+  description = "DbiResourceId of the instance: the IAM database users are dbuser:<db_resource_id>/<user> in rds-db ARNs (rds-db:connect)."
+  value       = module.db.db_instance_resource_id
+}
+
 output "db_master_user_secret_arn" {
-  description = "ARN of the RDS-managed Secrets Manager secret holding {username, password} of the master user (External Secrets source for DATABASE_URL)."
+  description = "ARN of the RDS-managed Secrets Manager secret holding {username, password} of the master user: for administrators (manage.py dbroles), read by no workload."
   value       = module.db.db_instance_master_user_secret_arn
 }
 
@@ -117,6 +142,16 @@ output "django_secret_key_secret_name" {
 ################################################################################
 # Edge
 ################################################################################
+
+output "public_hostname" {
+  description = "The public host name of the app (Ingress host, ExternalDNS domain filter, the smoke check's Host/SNI)."
+  value       = var.public_hostname
+}
+
+output "acm_certificate_arn" {
+  description = "ARN of the issued ACM certificate for public_hostname (ingress annotation alb.ingress.kubernetes.io/certificate-arn, or found by host name)."
+  value       = aws_acm_certificate_validation.public.certificate_arn
+}
 
 output "waf_web_acl_arn" {
   description = "ARN of the WAF web ACL for the ALB (alb.ingress.kubernetes.io/wafv2-acl-arn), or null when enable_waf is false."

@@ -4,17 +4,15 @@
 
 ################################################################################
 # External Secrets Operator (namespace external-secrets, ServiceAccount
-# external-secrets): read exactly the two secrets the app needs.
+# external-secrets): read exactly the one secret the app needs, the Django secret key. The
+# database needs none: the app authenticates with IAM (rds.tf).
 ################################################################################
 
 data "aws_iam_policy_document" "external_secrets" {
   statement {
-    sid     = "ReadTitanicSecrets"
-    actions = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-    resources = [
-      module.db.db_instance_master_user_secret_arn,
-      aws_secretsmanager_secret.django_secret_key.arn,
-    ]
+    sid       = "ReadTheDjangoSecretKey"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    resources = [aws_secretsmanager_secret.django_secret_key.arn]
   }
 }
 
@@ -25,7 +23,7 @@ module "external_secrets_pod_identity" {
 
   name            = "${local.name}-external-secrets"
   use_name_prefix = false
-  description     = "External Secrets Operator on ${local.name}: read the RDS master secret and the Django secret key"
+  description     = "External Secrets Operator on ${local.name}: read the Django secret key"
 
   permissions_boundary_arn = local.permissions_boundary_arn
 
@@ -87,6 +85,71 @@ module "cloudwatch_observability_pod_identity" {
   permissions_boundary_arn = local.permissions_boundary_arn
 
   attach_aws_cloudwatch_observability_policy = true
+
+  tags = local.tags
+}
+
+################################################################################
+# ExternalDNS (namespace external-dns, ServiceAccount external-dns): publishes the Ingress
+# host. It may change records only in this environment's zone, and there only the public
+# host name and the TXT ownership records ExternalDNS keeps beside it (named
+# "<record type>-<host>", e.g. a-titanic.example.com, the TXT registry's naming since v0.18).
+# The actions are those of ExternalDNS's AWS tutorial (docs/tutorials/aws.md, "IAM Permissions
+# with ABAC"), scoped to the one zone.
+################################################################################
+
+data "aws_iam_policy_document" "external_dns" {
+  statement {
+    sid       = "ChangeThePublicHostRecords"
+    actions   = ["route53:ChangeResourceRecordSets"]
+    resources = [local.route53_zone_arn]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "route53:ChangeResourceRecordSetsNormalizedRecordNames"
+      values   = [var.public_hostname, "*-${var.public_hostname}"]
+    }
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "route53:ChangeResourceRecordSetsRecordTypes"
+      values   = ["A", "AAAA", "CNAME", "TXT"]
+    }
+  }
+
+  statement {
+    sid       = "ReadTheZone"
+    actions   = ["route53:ListResourceRecordSets", "route53:ListTagsForResources"]
+    resources = [local.route53_zone_arn]
+  }
+
+  statement {
+    sid = "ListZones"
+    # ListHostedZones has no resource-level permissions.
+    actions   = ["route53:ListHostedZones"]
+    resources = ["*"]
+  }
+}
+
+module "external_dns_pod_identity" {
+  #checkov:skip=CKV_TF_1:Registry module pinned to its current major with "~>" (project policy): terraform-aws-modules releases are immutable tags, upgrades within the major are reviewed in the plan.
+  source  = "terraform-aws-modules/eks-pod-identity/aws"
+  version = "~> 2.0"
+
+  name            = "${local.name}-external-dns"
+  use_name_prefix = false
+  description     = "ExternalDNS on ${local.name}: publish ${var.public_hostname} in its Route 53 zone"
+
+  permissions_boundary_arn = local.permissions_boundary_arn
+
+  attach_custom_policy    = true
+  source_policy_documents = [data.aws_iam_policy_document.external_dns.json]
+
+  associations = {
+    external_dns = {
+      cluster_name    = module.eks.cluster_name
+      namespace       = "external-dns"
+      service_account = "external-dns"
+    }
+  }
 
   tags = local.tags
 }

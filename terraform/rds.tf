@@ -51,9 +51,15 @@ module "db" {
   username = "titanic"
   port     = 5432
 
-  # RDS generates the master password and keeps it in Secrets Manager (External Secrets
-  # reads it from there): no password in code or state. RDS rotates it on this schedule;
-  # rotate_immediately = false so an apply never triggers an unplanned rotation.
+  # Workloads authenticate with IAM, not a password: the app as titanic_app, the migrate Job
+  # as titanic_migrator, each with a token its Pod Identity role signs per new connection
+  # (rds-db:connect, below). The roles are created in the database by `manage.py dbroles`.
+  iam_database_authentication_enabled = true
+
+  # The master user `titanic` is for administrators only. RDS generates its password and keeps
+  # it in Secrets Manager (no password in code or state) and rotates it on this schedule; no
+  # workload reads it, so a rotation takes nothing down. rotate_immediately = false so an
+  # apply never triggers an unplanned rotation.
   manage_master_user_password                            = true                          # pragma: allowlist secret
   manage_master_user_password_rotation                   = true                          # pragma: allowlist secret
   master_user_password_rotate_immediately                = false                         # pragma: allowlist secret
@@ -72,6 +78,9 @@ module "db" {
 
   deletion_protection = var.db_deletion_protection
   skip_final_snapshot = !var.db_deletion_protection
+  # Destroying the instance keeps its automated backups (point-in-time recovery) until their
+  # retention ends, where the environment asks for it (prod).
+  delete_automated_backups = !var.db_keep_automated_backups
 
   performance_insights_enabled          = true
   performance_insights_retention_period = 7
@@ -89,6 +98,66 @@ module "db" {
       apply_method = "pending-reboot"
     }
   ]
+
+  tags = local.tags
+}
+
+################################################################################
+# IAM database authentication: one Pod Identity role per database user. The app's pods
+# (ServiceAccount titanic-api) connect as titanic_app (DML only), the migrate Job
+# (ServiceAccount titanic-migrate) as titanic_migrator (owns the schema). Each role may
+# connect as its own user on this instance and nothing else.
+################################################################################
+
+locals {
+  db_users = {
+    app = {
+      db_user         = "titanic_app"
+      service_account = "titanic-api"
+    }
+    migrate = {
+      db_user         = "titanic_migrator"
+      service_account = "titanic-migrate"
+    }
+  }
+  # arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<user> (RDS User Guide, "Creating and
+  # using an IAM policy for IAM database access").
+  db_user_arn_prefix = "arn:${local.partition}:rds-db:${var.region}:${local.account_id}:dbuser:${module.db.db_instance_resource_id}"
+}
+
+data "aws_iam_policy_document" "db_connect" {
+  for_each = local.db_users
+
+  statement {
+    sid       = "ConnectAsThisDatabaseUser"
+    actions   = ["rds-db:connect"]
+    resources = ["${local.db_user_arn_prefix}/${each.value.db_user}"]
+  }
+}
+
+module "db_user_pod_identity" {
+  #checkov:skip=CKV_TF_1:Registry module pinned to its current major with "~>" (project policy): terraform-aws-modules releases are immutable tags, upgrades within the major are reviewed in the plan.
+  source  = "terraform-aws-modules/eks-pod-identity/aws"
+  version = "~> 2.0"
+
+  for_each = local.db_users
+
+  name            = "${local.name}-${each.key}"
+  use_name_prefix = false
+  description     = "${local.app_namespace}/${each.value.service_account} on ${local.name}: connect to PostgreSQL as ${each.value.db_user} (IAM authentication)"
+
+  permissions_boundary_arn = local.permissions_boundary_arn
+
+  attach_custom_policy    = true
+  source_policy_documents = [data.aws_iam_policy_document.db_connect[each.key].json]
+
+  associations = {
+    (each.key) = {
+      cluster_name    = module.eks.cluster_name
+      namespace       = local.app_namespace
+      service_account = each.value.service_account
+    }
+  }
 
   tags = local.tags
 }

@@ -123,29 +123,29 @@ variable "cluster_admin_arns" {
 }
 
 variable "node_instance_types" {
-  description = "Graviton (ARM64) instance types for the Spot system node group (Karpenter, CoreDNS, add-ons); several types of similar size improve Spot availability."
+  description = "Graviton (ARM64) instance types of the on-demand system node group (Karpenter, CoreDNS, External Secrets, the Load Balancer Controller, ExternalDNS), in order of preference. t4g.medium (2 vCPU, 4 GiB) holds them with room to spare (terraform/README.md, \"System node group\")."
   type        = list(string)
-  default     = ["m7g.large", "m6g.large", "m6gd.large", "t4g.large"]
+  default     = ["t4g.medium", "t4g.large"]
 
   validation {
-    condition     = length(var.node_instance_types) >= 2 && alltrue([for t in var.node_instance_types : can(regex("^[a-z]+[0-9]+g[a-z]*\\.[a-z0-9]+$", t))])
-    error_message = "node_instance_types must list at least two Graviton (…g.*) instance types."
+    condition     = length(var.node_instance_types) >= 1 && alltrue([for t in var.node_instance_types : can(regex("^[a-z]+[0-9]+g[a-z]*\\.[a-z0-9]+$", t))])
+    error_message = "node_instance_types must list Graviton (…g.*) instance types."
   }
 }
 
 variable "node_min_size" {
-  description = "Minimum number of nodes in the Spot node group."
+  description = "Minimum number of nodes in the on-demand system node group (prod: 2, one per AZ, so one node's loss leaves CoreDNS and Karpenter running)."
   type        = number
   default     = 1
 
   validation {
     condition     = var.node_min_size >= 1
-    error_message = "node_min_size must be at least 1 (CoreDNS and the add-ons run on these nodes)."
+    error_message = "node_min_size must be at least 1 (CoreDNS, Karpenter and the add-ons run on these nodes)."
   }
 }
 
 variable "node_max_size" {
-  description = "Maximum number of nodes in the Spot node group."
+  description = "Maximum number of nodes in the on-demand system node group."
   type        = number
   default     = 3
 
@@ -237,8 +237,14 @@ variable "db_backup_retention_days" {
   }
 }
 
+variable "db_keep_automated_backups" {
+  description = "Keep the automated backups (point-in-time recovery) when the instance is deleted, until their retention ends. Prod keeps them: a destroyed database can be restored."
+  type        = bool
+  default     = true
+}
+
 variable "db_password_rotation_days" {
-  description = "Days between automatic rotations of the RDS-managed master password. After a rotation, External Secrets refreshes the Kubernetes Secret and the pods must be restarted (see README)."
+  description = "Days between automatic rotations of the RDS-managed master password. Only administrators use the master user: the app and the migrate Job authenticate with IAM (rds.tf), so a rotation touches no workload."
   type        = number
   default     = 30
 
@@ -251,6 +257,26 @@ variable "db_password_rotation_days" {
 ################################################################################
 # Secrets, logs, WAF
 ################################################################################
+
+variable "public_hostname" {
+  description = "The public host name of the app in this environment (the Ingress host, e.g. titanic.example.com): ACM certificate subject, and the one name ExternalDNS may publish. CI passes it as TF_VAR_public_hostname (repository variable PUBLIC_HOSTNAME_<ENV>)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.public_hostname))
+    error_message = "public_hostname must be a lower-case DNS name such as titanic.example.com (no scheme, no trailing dot, no wildcard)."
+  }
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 public hosted zone (id, e.g. Z0123456789ABCDEFGHIJ) that holds public_hostname: the certificate is validated there and ExternalDNS may change records only there. Give each environment its own zone (e.g. a delegated dev subdomain): every role of an environment is denied record changes in any other zone. CI passes it as TF_VAR_route53_zone_id (ROUTE53_ZONE_ID_<ENV>)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^Z[A-Z0-9]{1,31}$", var.route53_zone_id))
+    error_message = "route53_zone_id must be a Route 53 hosted zone id (Z followed by upper-case letters and digits)."
+  }
+}
 
 variable "django_secret_key_version" {
   description = "Bump to generate and store a new Django SECRET_KEY (write-only: the value never enters state). Rotating it logs every user out."

@@ -1,4 +1,6 @@
-"""Static checks of terraform/: parse, structure, security invariants, checkov, fmt.
+"""Static checks of terraform/: parse, structure, security invariants, checkov, fmt; the IAM
+policies evaluated for what each role of each environment may do; the ECR lifecycle policy run on a
+year of synthetic repository history.
 
 There is no AWS access (and no registry access) here, so `terraform init/validate/plan`
 cannot run; the GitHub workflow runs them. These tests cover what can be checked offline.
@@ -6,15 +8,17 @@ cannot run; the GitHub workflow runs them. These tests cover what can be checked
 
 import json
 import re
-import shutil
 import subprocess
 
 import hcl2
 import pytest
 import yaml
 
-from tests.support import REPO, tool_path
+from tests.support import REPO, ecr_lifecycle, iam, tool_path
+from tests.support import terraform as tf
+from tests.support.ecr_lifecycle import Image
 from tests.support.hcl import blocks, code_without_comments, merged_locals, strip_meta, typed_blocks
+from tests.support.terraform import ACCOUNT, REGION, STATE_BUCKET, block_text, caller_vars, other, run_terraform
 
 pytestmark = pytest.mark.infra
 
@@ -67,11 +71,7 @@ CHECKOV_SKIP = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(:?)(.*)")
 
 @pytest.fixture(scope="module")
 def parsed():
-    result = {}
-    for path in TF_FILES:
-        with path.open() as fh:
-            result[path.name] = hcl2.load(fh)
-    return result
+    return tf.parsed()
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +165,12 @@ def test_common_tags_applied(parsed, modules):
         assert key in tags
     provider = blocks(parsed, "provider")["aws"]
     assert provider["default_tags"][0]["tags"] == "local.tags"
+    # What both environments use is tagged Environment = shared: neither one's isolation denies it.
+    shared = {"ecr", "github_oidc_provider"}
+    assert merged_locals(parsed)["shared_tags"] == 'merge(local.tags, {Environment = "shared"})'
     for label, body in modules.items():
-        assert body.get("tags") == "local.tags", f"module {label} does not pass tags = local.tags"
+        expected = "local.shared_tags" if label in shared else "local.tags"
+        assert body.get("tags") == expected, f"module {label} does not pass tags = {expected}"
 
 
 # --------------------------------------------------------------------------- variables, outputs, tfvars
@@ -189,7 +193,15 @@ def test_every_output_described(parsed):
         "cluster_endpoint",
         "kubernetes_version",
         "deploy_role_arn",
+        "image_push_role_arn",
         "terraform_role_arn",
+        "terraform_plan_role_arn",
+        "app_role_arn",
+        "migrate_role_arn",
+        "external_dns_role_arn",
+        "db_resource_id",
+        "acm_certificate_arn",
+        "public_hostname",
         "db_endpoint",
         "db_address",
         "db_name",
@@ -225,6 +237,10 @@ def test_environment_differences():
     assert dev["db_multi_az"] is False
     assert dev["single_nat_gateway"] is True
     assert prod["single_nat_gateway"] is False
+    # Destroying prod's database keeps its point-in-time backups.
+    assert prod["db_keep_automated_backups"] is True
+    # Two on-demand system nodes in prod: one node's loss leaves CoreDNS and Karpenter running.
+    assert prod["node_min_size"] >= 2
     # Exactly one environment owns the account-wide OIDC provider and ECR repository.
     assert dev["create_shared_resources"] is True
     assert prod["create_shared_resources"] is False
@@ -278,12 +294,13 @@ def test_eks_cluster_and_node_group(modules, variables):
     addons = eks["addons"]
     for addon in ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "amazon-cloudwatch-observability"):
         assert addon in addons
+    # The system pool (CoreDNS, Karpenter, the controllers) is on-demand: a Spot interruption
+    # cannot take DNS and node autoscaling down together. Karpenter's NodePool adds Spot nodes.
     (group,) = eks["eks_managed_node_groups"].values()
     assert group["ami_type"] == "AL2023_ARM_64_STANDARD"
-    assert group["capacity_type"] == "SPOT"
-    assert group["labels"] == {"titanic.io/pool": "arm-spot"}
+    assert group["capacity_type"] == "ON_DEMAND"
+    assert group["labels"] == {"titanic.io/pool": "system"}
     assert "taints" not in group
-    assert len(variables["node_instance_types"]["default"]) >= 3
     assert all(re.match(r"^[a-z]+\d+g", t) for t in variables["node_instance_types"]["default"])
 
 
@@ -333,6 +350,10 @@ def test_rds(modules, resources, variables):
     assert db["performance_insights_enabled"] is True
     assert db["multi_az"] == "var.db_multi_az"
     assert db["deletion_protection"] == "var.db_deletion_protection"
+    assert db["delete_automated_backups"] == "!var.db_keep_automated_backups"
+    assert variables["db_keep_automated_backups"]["default"] is True
+    # Workloads log in with IAM tokens (rds-db:connect), not the rotating master password.
+    assert db["iam_database_authentication_enabled"] is True
     assert variables["db_backup_retention_days"]["default"] == 7
     assert {"name": "rds.force_ssl", "value": "1", "apply_method": "pending-reboot"} in db["parameters"]
     assert db["vpc_security_group_ids"] == ["aws_security_group.db.id"]
@@ -355,43 +376,122 @@ def test_ecr(modules):
     assert ecr["repository_name"] == "titanic-api"
     assert ecr["repository_image_tag_mutability"] == "IMMUTABLE"
     assert ecr["repository_image_scan_on_push"] is True
-    assert "countNumber = 20" in ecr["repository_lifecycle_policy"]
+    # The policy Terraform sends is the file the lifecycle tests below evaluate.
+    assert ecr["repository_lifecycle_policy"] == 'file("${path.module}/ecr-lifecycle-policy.json")'
 
 
 def test_github_oidc_subjects_are_exact(parsed, modules):
-    subjects = merged_locals(parsed)["github_subjects"]
-    assert set(subjects) == {"deploy", "terraform", "terraform-plan"}
-    text = json.dumps(subjects)
-    assert "*" not in text
-    # The jobs of .github/workflows/deploy.yml and terraform.yml.
-    for expected in (
-        "local.github_main",
-        ":environment:dev",
-        ":environment:release",
-        ":environment:prod",
-        ":environment:terraform-${var.environment}",
-        ":pull_request",
-    ):
-        assert expected in text
+    """Every GitHub role, of every environment, trusts exact subjects (StringEquals), never a
+    wildcard; what each role trusts is checked job by job in tests/test_workflows.py."""
+    for env in tf.ENVIRONMENTS:
+        for role in tf.roles(env).values():
+            if role.subjects is not None:
+                assert role.subjects, f"{role}: trusts no subject"
+                assert not any("*" in s or "?" in s for s in role.subjects), f"{role}: {role.subjects}"
     assert merged_locals(parsed)["github_subject_prefix"] == "repo:${var.github_repository}"
-    role = modules["github_role"]
-    assert role["enable_github_oidc"] is True
-    assert role["oidc_subjects"] == "each.value.subjects"
-    assert "oidc_wildcard_subjects" not in role
+    for label, body in modules.items():
+        if body.get("enable_github_oidc"):
+            assert "oidc_wildcard_subjects" not in body, f"module {label}"
+    assert modules["github_role"]["oidc_subjects"] == "each.value.subjects"
 
 
-def test_external_secrets_reads_only_the_two_secrets(parsed, modules):
+def test_external_secrets_reads_only_the_django_secret_key(parsed, modules):
     docs = typed_blocks(parsed, "data")
     (statement,) = docs[("aws_iam_policy_document", "external_secrets")]["statement"]
     assert set(statement["actions"]) == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
-    assert statement["resources"] == [
-        "module.db.db_instance_master_user_secret_arn",
-        "aws_secretsmanager_secret.django_secret_key.arn",
-    ]
+    # Not the RDS master secret: the app logs in with IAM.
+    assert statement["resources"] == ["aws_secretsmanager_secret.django_secret_key.arn"]
     (association,) = modules["external_secrets_pod_identity"]["associations"].values()
     assert (association["namespace"], association["service_account"]) == ("external-secrets", "external-secrets")
     (association,) = modules["lb_controller_pod_identity"]["associations"].values()
     assert (association["namespace"], association["service_account"]) == ("kube-system", "aws-load-balancer-controller")
+
+
+def dbuser(env, user):
+    return f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{tf.DB_RESOURCE_IDS[env]}/{user}"
+
+
+@pytest.mark.parametrize("env", tf.ENVIRONMENTS)
+def test_each_database_identity_connects_as_its_own_user_only(env, modules):
+    """Interfaces 1: titanic-<env>/titanic-api -> titanic-<env>-app -> titanic_app, and
+    titanic-<env>/titanic-migrate -> titanic-<env>-migrate -> titanic_migrator."""
+    roles = tf.roles(env)
+    expected = {"app": ("titanic-api", "titanic_app"), "migrate": ("titanic-migrate", "titanic_migrator")}
+    render = tf.Renderer(env)
+    assert render.resolve("local.db_users") == {
+        key: {"service_account": sa, "db_user": user} for key, (sa, user) in expected.items()
+    }
+    (association,) = modules["db_user_pod_identity"]["associations"].values()
+    assert (
+        association["namespace"] == "local.app_namespace" and render.resolve("local.app_namespace") == f"titanic-{env}"
+    )
+    assert association["service_account"] == "each.value.service_account"
+    users = ["titanic_app", "titanic_migrator", "titanic"]
+    for key, (_sa, user) in expected.items():
+        role = roles[f"titanic-{env}-{key}"]
+        assert role.known
+        allowed = {
+            (target_env, u)
+            for target_env in tf.ENVIRONMENTS
+            for u in users
+            if iam.is_allowed(
+                iam.request("rds-db:connect", dbuser(target_env, u)), role.identity_policies, role.boundary
+            )
+        }
+        assert allowed == {(env, user)}, f"{role}: {allowed}"
+    outputs = blocks(tf.parsed(), "output")
+    assert outputs["db_resource_id"]["value"] == "module.db.db_instance_resource_id"
+    assert outputs["app_role_arn"]["value"] == 'module.db_user_pod_identity["app"].iam_role_arn'
+    assert outputs["migrate_role_arn"]["value"] == 'module.db_user_pod_identity["migrate"].iam_role_arn'
+
+
+@pytest.mark.parametrize("env", tf.ENVIRONMENTS)
+def test_external_dns_changes_only_the_public_host_in_its_zone(env, modules):
+    role = tf.roles(env)[f"titanic-{env}-external-dns"]
+    (association,) = modules["external_dns_pod_identity"]["associations"].values()
+    assert (association["namespace"], association["service_account"]) == ("external-dns", "external-dns")
+    host, zone = tf.HOSTS[env], f"arn:aws:route53:::hostedzone/{tf.ZONES[env]}"
+
+    def change(names, types=("A", "TXT"), target=zone):
+        context = {
+            "route53:ChangeResourceRecordSetsNormalizedRecordNames": list(names),
+            "route53:ChangeResourceRecordSetsRecordTypes": list(types),
+            "route53:ChangeResourceRecordSetsActions": ["UPSERT"],
+        }
+        return iam.is_allowed(
+            iam.request("route53:ChangeResourceRecordSets", target, **context), role.identity_policies, role.boundary
+        )
+
+    # The host and the TXT ownership record ExternalDNS writes beside it (a-<host>).
+    assert change([host, f"a-{host}"])
+    assert change([f"aaaa-{host}"], types=("TXT",))
+    assert not change([host, "www.example.com"])
+    assert not change([tf.HOSTS[other(env)]])
+    assert not change([host], types=("NS",))
+    assert not change([host], target=f"arn:aws:route53:::hostedzone/{tf.ZONES[other(env)]}")
+    for action in ("route53:ListResourceRecordSets", "route53:ListTagsForResources"):
+        assert iam.is_allowed(iam.request(action, zone), role.identity_policies, role.boundary)
+    assert iam.is_allowed(iam.request("route53:ListHostedZones", "*"), role.identity_policies, role.boundary)
+    assert (
+        blocks(tf.parsed(), "output")["external_dns_role_arn"]["value"]
+        == "module.external_dns_pod_identity.iam_role_arn"
+    )
+
+
+def test_certificate_is_validated_by_dns_in_the_zone(resources, variables):
+    certificate = resources[("aws_acm_certificate", "public")]
+    assert (certificate["domain_name"], certificate["validation_method"]) == ("var.public_hostname", "DNS")
+    assert certificate["lifecycle"] == [{"create_before_destroy": True}]
+    record = resources[("aws_route53_record", "certificate_validation")]
+    assert record["zone_id"] == "var.route53_zone_id"
+    validation = resources[("aws_acm_certificate_validation", "public")]
+    assert validation["certificate_arn"] == "aws_acm_certificate.public.arn"
+    # The output waits for issuance: it names the validated certificate.
+    outputs = blocks(tf.parsed(), "output")
+    assert outputs["acm_certificate_arn"]["value"] == "aws_acm_certificate_validation.public.certificate_arn"
+    assert outputs["public_hostname"]["value"] == "var.public_hostname"
+    for name in ("public_hostname", "route53_zone_id"):
+        assert "default" not in variables[name], f"{name} is required"
 
 
 def test_log_retention_follows_the_environment(resources, modules):
@@ -446,55 +546,30 @@ def test_checkov_has_no_failed_checks():
     assert not failed, "\n".join(failed)
 
 
-def run_terraform(*args, cwd):
-    terraform = shutil.which("terraform")
-    if not terraform:
-        pytest.skip("terraform binary not installed here; the GitHub workflow runs fmt and validate")
-    return subprocess.run(
-        [terraform, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        # Offline: no CLI configuration, no version check, no prompts.
-        env={
-            "PATH": "/usr/bin:/bin",
-            "TF_CLI_CONFIG_FILE": "/dev/null",
-            "CHECKPOINT_DISABLE": "1",
-            "TF_INPUT": "0",
-            "TF_CLI_ARGS_plan": "-no-color",
-        },
-    )
-
-
 def test_terraform_fmt():
     proc = run_terraform("fmt", "-check", "-recursive", "-diff", str(TF_DIR), cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-# Values CI passes with TF_VAR_* (placeholders; never committed in tfvars).
-CALLER_VARS = [
-    "-var", "github_repository=owner/repo",
-    "-var", "state_bucket=titanic-tfstate-example",
-    "-var", 'cluster_admin_arns={alice = "arn:aws:iam::111122223333:role/admin"}',  # pragma: allowlist secret
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def variables_only_root(tmp_path_factory):
     """variables.tf alone: needs no provider or module, so Terraform can plan it offline."""
     root = tmp_path_factory.mktemp("tfvars")
-    shutil.copy(TF_DIR / "variables.tf", root)
+    (root / "variables.tf").write_text((TF_DIR / "variables.tf").read_text())
     proc = run_terraform("init", "-backend=false", cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return root
 
 
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_tfvars_pass_variable_types_and_validations(variables_only_root, env):
-    proc = run_terraform(
-        "plan", "-lock=false", f"-var-file={TF_DIR / 'envs' / f'{env}.tfvars'}", *CALLER_VARS, cwd=variables_only_root
+def plan_variables(root, env, *extra):
+    return run_terraform(
+        "plan", "-lock=false", f"-var-file={TF_DIR / 'envs' / f'{env}.tfvars'}", *caller_vars(env), *extra, cwd=root
     )
+
+
+@pytest.mark.parametrize("env", tf.ENVIRONMENTS)
+def test_tfvars_pass_variable_types_and_validations(variables_only_root, env):
+    proc = plan_variables(variables_only_root, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -512,159 +587,114 @@ def test_tfvars_pass_variable_types_and_validations(variables_only_root, env):
         ('cluster_admin_arns={Alice = "arn:aws:iam::111122223333:role/admin"}', "short lower-case names"),
         ('cluster_admin_arns={alice = "arn:aws:iam::111122223333:group/admins"}', "IAM role or user ARNs"),
         ('cluster_admin_arns=["arn:aws:iam::111122223333:role/admin"]', "map of string required"),
+        ("public_hostname=https://titanic.example.com", "lower-case DNS name"),
+        ("public_hostname=*.example.com", "lower-case DNS name"),
+        ("route53_zone_id=example.com", "hosted zone id"),
     ],
 )
 def test_variable_validations_reject_bad_values(variables_only_root, override, message):
-    proc = run_terraform(
-        "plan",
-        "-lock=false",
-        f"-var-file={TF_DIR / 'envs' / 'dev.tfvars'}",
-        *CALLER_VARS,
-        "-var",
-        override,
-        cwd=variables_only_root,
-    )
+    proc = plan_variables(variables_only_root, "dev", "-var", override)
     assert proc.returncode != 0
     assert message in re.sub(r"\s+", " ", proc.stderr + proc.stdout)
 
 
-def test_cluster_admins_are_required(variables_only_root):
-    """Fails closed: an apply without the admins stops instead of deleting their access entries."""
-    without_admins = CALLER_VARS[:4]
+@pytest.mark.parametrize("name", ["cluster_admin_arns", "public_hostname", "route53_zone_id"])
+def test_caller_variables_are_required(variables_only_root, name):
+    """Fails closed: an apply without the admins stops instead of deleting their access entries,
+    one without the host or zone instead of guessing them."""
+    given = caller_vars("dev")
+    without = [
+        a for pair in zip(given[::2], given[1::2], strict=True) if not pair[1].startswith(name + "=") for a in pair
+    ]
     proc = run_terraform(
-        "plan", "-lock=false", f"-var-file={TF_DIR / 'envs' / 'dev.tfvars'}", *without_admins, cwd=variables_only_root
+        "plan", "-lock=false", f"-var-file={TF_DIR / 'envs' / 'dev.tfvars'}", *without, cwd=variables_only_root
     )
     assert proc.returncode != 0
     message = re.sub(r"\s+", " ", proc.stderr + proc.stdout)
-    assert "No value for required variable" in message and 'variable "cluster_admin_arns"' in message
+    assert "No value for required variable" in message and f'variable "{name}"' in message
 
 
-# --------------------------------------------------------------------------- who may assume what
-
-
-def block_text(path, marker):
-    """The source text of the top-level block of `path` that contains `marker`."""
-    text = path.read_text()
-    for match in re.finditer(r"^\w+( \"[^\"]*\")* \{$", text, flags=re.MULTILINE):
-        depth, end = 0, match.end() - 1
-        for end in range(match.end() - 1, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[end], 0)
-            if depth == 0:
-                break
-        block = text[match.start() : end + 1]
-        if marker in block:
-            return block
-    raise AssertionError(f"no block of {path.name} contains {marker}")
+# --------------------------------------------------------------------------- what Terraform itself evaluates
 
 
 @pytest.fixture(scope="module")
-def evaluated_subjects(tmp_path_factory):
-    """iam.tf's OIDC subject locals, evaluated by Terraform for dev and prod (no provider needed)."""
-    root = tmp_path_factory.mktemp("subjects")
-    shutil.copy(TF_DIR / "variables.tf", root)
-    (root / "main.tf").write_text(
-        block_text(TF_DIR / "iam.tf", "github_subjects = {")
-        + '\nlocals {\n  is_prod = var.environment == "prod"\n  name = "titanic-${var.environment}"\n'
-        + '  partition = "aws"\n  account_id = "111122223333"\n}\n'
-        + 'output "subjects" {\n  value = local.github_subjects\n}\n'
+def evaluated(tmp_path_factory):
+    """main.tf's naming locals and iam.tf's GitHub subjects, evaluated by Terraform for dev and prod
+    (no provider needed): the values the rendering below stands in for must be Terraform's."""
+    naming = block_text(TF_DIR / "main.tf", "other_environment =")
+    subjects = block_text(TF_DIR / "iam.tf", "github_subjects_by_environment = {")
+    stand_ins = '\nlocals {\n  partition = "aws"\n  account_id = "111122223333"\n  state_bucket_arn_unused = ""\n}\n'
+    return tf.evaluate_locals(
+        tmp_path_factory.mktemp("locals"),
+        naming + "\n" + subjects.replace("  cluster_arn", "  unused_cluster_arn") + stand_ins,
+        {
+            "name": "local.name",
+            "other_environment": "local.other_environment",
+            "other_name": "local.other_name",
+            "app_namespace": "local.app_namespace",
+            "subjects": "local.github_subjects",
+        },
     )
-    assert run_terraform("init", "-backend=false", cwd=root).returncode == 0
-    found = {}
-    for env in ("dev", "prod"):
-        var_file = f"-var-file={TF_DIR / 'envs' / f'{env}.tfvars'}"
-        proc = run_terraform("plan", "-lock=false", f"-out={env}.plan", var_file, *CALLER_VARS, cwd=root)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        shown = run_terraform("show", "-json", f"{env}.plan", cwd=root)
-        found[env] = json.loads(shown.stdout)["planned_values"]["outputs"]["subjects"]["value"]
-    return found
 
 
-def test_pull_requests_get_no_prod_role(evaluated_subjects):
+@pytest.mark.parametrize("env", tf.ENVIRONMENTS)
+def test_the_rendering_agrees_with_terraform(evaluated, env):
+    render = tf.Renderer(env)
+    values = evaluated[env]
+    for name in ("name", "other_environment", "other_name", "app_namespace"):
+        assert render.resolve(f"local.{name}") == values[name], name
+    assert values["other_environment"] == other(env)
+    rendered = {name: role.subjects for name, role in tf.roles(env).items() if role.subjects is not None}
+    assert rendered == {
+        f"titanic-{env}-{key}": subjects
+        for key, subjects in values["subjects"].items()
+        if key != "image-push" or tf.tfvars(env)["create_shared_resources"]
+    }
+
+
+def test_pull_requests_get_no_prod_role(evaluated):
     main = "repo:owner/repo:ref:refs/heads/main"
     pull_request = "repo:owner/repo:pull_request"
-    dev, prod = evaluated_subjects["dev"], evaluated_subjects["prod"]
+    dev, prod = evaluated["dev"]["subjects"], evaluated["prod"]["subjects"]
     assert dev["terraform-plan"] == [pull_request, main]
     # The plan role reads the Django secret (below): prod's trusts main only.
     assert prod["terraform-plan"] == [main]
     assert not [role for role, subjects in prod.items() if pull_request in subjects]
     assert prod["deploy"] == ["repo:owner/repo:environment:prod"]
     assert prod["terraform"] == ["repo:owner/repo:environment:terraform-prod"]
-    assert dev["deploy"] == [main, "repo:owner/repo:environment:dev", "repo:owner/repo:environment:release"]
+    # Dev's deploy role trusts its deploy job only: tag builds get the push role, main builds too.
+    assert dev["deploy"] == ["repo:owner/repo:environment:dev"]
+    assert dev["image-push"] == [main, "repo:owner/repo:environment:release"]
 
 
-def test_plan_role_reads_only_its_own_environments_secret(parsed):
-    policy = render_policy(parsed, "terraform_plan")
-    readers = [s for s in policy["Statement"] if any("secretsmanager" in a for a in s.get("Action", []))]
+@pytest.mark.parametrize("env", tf.ENVIRONMENTS)
+def test_plan_role_reads_only_its_own_environments_secret(env):
+    policy = tf.Renderer(env).policy("terraform_plan")
+    readers = [
+        s for s in policy["Statement"] if s["Effect"] == "Allow" and any("secretsmanager" in a for a in s["Action"])
+    ]
     assert [(s["Action"], s["Resource"]) for s in readers] == [
-        (["secretsmanager:GetSecretValue"], [PLACEHOLDERS["aws_secretsmanager_secret.django_secret_key.arn"]])
+        (["secretsmanager:GetSecretValue"], [tf.placeholders(env)["aws_secretsmanager_secret.django_secret_key.arn"]])
     ]
 
 
 # --------------------------------------------------------------------------- IAM policies: boundary, guardrails, lint
 
-# What the references of the policy documents stand for when they are rendered for the linter
-# (dev's names; a made-up account id). Locals are resolved from the code itself.
-PLACEHOLDERS = {
-    "var.environment": "dev",
-    "var.region": "us-east-1",
-    "var.state_bucket": "titanic-tfstate-example",
-    "local.partition": "aws",
-    "local.account_id": "111122223333",
-    "local.ecr_repository_arn": "arn:aws:ecr:us-east-1:111122223333:repository/titanic-api",
-    "aws_secretsmanager_secret.django_secret_key.arn": (
-        "arn:aws:secretsmanager:us-east-1:111122223333:secret:titanic/dev/django-secret-key-AbCdEf"
-    ),
-    "module.db.db_instance_master_user_secret_arn": (
-        "arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-0a1b2c3d-AbCdEf"
-    ),
-}
-BOUNDARY_ARN = "arn:aws:iam::111122223333:policy/titanic-dev-permissions-boundary"
-
-
-def resolve(expression, local_values):
-    if expression in PLACEHOLDERS:
-        return PLACEHOLDERS[expression]
-    if expression.startswith("local.") and expression[6:] in local_values:
-        return render_value(local_values[expression[6:]], local_values)
-    raise AssertionError(f"no placeholder for {expression!r}: add one to PLACEHOLDERS")
-
-
-# python-hcl2 unquotes literals, so a bare reference is told apart by its shape.
-REFERENCE = re.compile(r"(var|local|module|data)\.[\w.\[\]\"]+|aws_\w+\.\w+\.\w+")
-
-
-def render_value(value, local_values):
-    if REFERENCE.fullmatch(value):
-        return resolve(value, local_values)
-    return re.sub(r"\$\{([^}]+)\}", lambda m: resolve(m.group(1), local_values), value)
-
-
-def render_policy(parsed, name):
-    """An aws_iam_policy_document as the JSON policy Terraform would build."""
-    documents = typed_blocks(parsed, "data")
-    local_values = merged_locals(parsed)
-    body = documents[("aws_iam_policy_document", name)]
-    statements = []
-    for source in body.get("source_policy_documents", []):
-        source_name = re.fullmatch(r"data\.aws_iam_policy_document\.(\w+)\.json", source).group(1)
-        statements += render_policy(parsed, source_name)["Statement"]
-    keys = {"actions": "Action", "not_actions": "NotAction", "resources": "Resource", "not_resources": "NotResource"}
-    for statement in body.get("statement", []):
-        rendered = {"Sid": statement["sid"], "Effect": statement.get("effect", "Allow")}
-        for key, json_key in keys.items():
-            if key in statement:
-                rendered[json_key] = [render_value(v, local_values) for v in statement[key]]
-        for condition in statement.get("condition", []):
-            values = [render_value(v, local_values) for v in condition["values"]]
-            rendered.setdefault("Condition", {}).setdefault(condition["test"], {})[condition["variable"]] = values
-        statements.append(rendered)
-    return {"Version": "2012-10-17", "Statement": statements}
-
 
 @pytest.fixture(scope="module")
 def policy_documents(parsed):
-    names = [name for kind, name in typed_blocks(parsed, "data") if kind == "aws_iam_policy_document"]
-    return {name: render_policy(parsed, name) for name in names}
+    """Every aws_iam_policy_document, rendered for dev (and, under a for_each, for each key)."""
+    render = tf.Renderer("dev")
+    documents = {}
+    for (kind, name), body in typed_blocks(parsed, "data").items():
+        if kind != "aws_iam_policy_document":
+            continue
+        if "for_each" in body:
+            for key, value in render.resolve(body["for_each"]).items():
+                documents[f"{name}[{key}]"] = tf.Renderer("dev", {"key": key, "value": value}).policy(name)
+        else:
+            documents[name] = render.policy(name)
+    return documents
 
 
 def statement(policy, sid):
@@ -694,6 +724,7 @@ def test_every_role_carries_the_permissions_boundary(parsed, modules, resources)
 
 
 def test_the_apply_role_cannot_escape_the_boundary(policy_documents):
+    boundary_arn = tf.boundary_arn("dev")
     for name in ("terraform_apply", "permissions_boundary"):
         policy = policy_documents[name]
         guard = statement(policy, "DenyRolesWithoutTheBoundary")
@@ -705,7 +736,7 @@ def test_the_apply_role_cannot_escape_the_boundary(policy_documents):
             "iam:PutRolePolicy",
         }
         # A negated operator matches when the key is absent: a role without a boundary is denied too.
-        assert guard["Condition"] == {"ArnNotEquals": {"iam:PermissionsBoundary": [BOUNDARY_ARN]}}
+        assert guard["Condition"] == {"ArnNotEquals": {"iam:PermissionsBoundary": [boundary_arn]}}
         removal = statement(policy, "DenyBoundaryRemoval")
         assert (removal["Effect"], removal["Action"], removal["Resource"]) == (
             "Deny",
@@ -713,7 +744,7 @@ def test_the_apply_role_cannot_escape_the_boundary(policy_documents):
             ["*"],
         )
         edits = statement(policy, "DenyBoundaryChanges")
-        assert edits["Effect"] == "Deny" and edits["Resource"] == [BOUNDARY_ARN]
+        assert edits["Effect"] == "Deny" and edits["Resource"] == [boundary_arn]
         assert {"iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:DeletePolicy"} <= set(edits["Action"])
         # IAM only on this environment's titanic-dev-* roles and policies, never iam:*.
         allowed = [s for s in policy["Statement"] if s["Effect"] == "Allow" and "Action" in s]
@@ -724,14 +755,37 @@ def test_the_apply_role_cannot_escape_the_boundary(policy_documents):
 
 def test_the_boundary_allows_no_iam_beyond_the_apply_role(policy_documents):
     boundary, apply = policy_documents["permissions_boundary"], policy_documents["terraform_apply"]
+    isolation = policy_documents["environment_isolation"]
     (everything,) = [s for s in boundary["Statement"] if "NotAction" in s]
     assert everything["Effect"] == "Allow"
-    assert {"iam:*", "organizations:*", "account:*"} <= set(everything["NotAction"])
-    extra = [s["Sid"] for s in boundary["Statement"] if s not in apply["Statement"] and s is not everything]
-    # Karpenter's controller manages the instance profiles of its nodes.
-    assert extra == ["KarpenterInstanceProfiles", "KarpenterListInstanceProfiles"]
-    actions = [a for sid in extra for a in statement(boundary, sid)["Action"]]
-    assert all(a.startswith("iam:") and "InstanceProfile" in a for a in actions)
+    assert {"iam:*", "organizations:*", "account:*", "rds-db:*", "secretsmanager:GetSecretValue"} <= set(
+        everything["NotAction"]
+    )
+    extra = [
+        s["Sid"]
+        for s in boundary["Statement"]
+        if s not in apply["Statement"] and s not in isolation["Statement"] and s is not everything
+    ]
+    # Secret values and database logins of this environment only; Karpenter's instance profiles.
+    assert extra == [
+        "ReadThisEnvironmentsSecrets",
+        "ConnectToThisEnvironmentsDatabase",
+        "KarpenterInstanceProfiles",
+        "KarpenterListInstanceProfiles",
+    ]
+    iam_actions = [a for sid in extra[2:] for a in statement(boundary, sid)["Action"]]
+    assert all(a.startswith("iam:") and "InstanceProfile" in a for a in iam_actions)
+    assert statement(boundary, "ReadThisEnvironmentsSecrets")["Resource"] == [
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:titanic/dev/*"
+    ]
+    assert statement(boundary, "ConnectToThisEnvironmentsDatabase")["Resource"] == [dbuser("dev", "*")]
+
+
+def test_every_action_and_condition_key_is_in_the_service_authorization_reference(policy_documents):
+    """A misspelt action or condition key matches nothing, so a deny on it would deny nothing."""
+    for name, policy in policy_documents.items():
+        assert not iam.names_unknown_actions(policy), name
+        assert not iam.unknown_condition_keys(policy), name
 
 
 # Parliament findings accepted, by (issue, statement Sid or flagged actions), each with its reason.
@@ -744,6 +798,14 @@ PARLIAMENT_JUSTIFIED = {
         "arn:aws:iam::aws:policy/* is how AWS managed policies are named (account 'aws'); parliament "
         "expects a 12-digit account"
     ),
+    ("CREDENTIALS_EXPOSURE", "rds-db:connect"): (
+        "IAM database authentication is the point: the token lets the pod log in as its own database "
+        "user on this environment's instance only (the resource is that dbuser ARN)"
+    ),
+    ("PERMISSIONS_MANAGEMENT_ACTIONS", "rds-db:connect"): (
+        "the reference files rds-db:connect under permissions management; it grants one login, "
+        "scoped to one database user"
+    ),
     ("RESOURCE_STAR", "EverythingButIamAndOrganizations"): (
         "the boundary's ceiling for everything but IAM: it grants nothing by itself, each role's own "
         "policies scope the resources"
@@ -751,47 +813,388 @@ PARLIAMENT_JUSTIFIED = {
 }
 
 
-def parliament(policy):
-    """Parliament's findings, each keyed by (issue, Sid of the flagged statement or its actions)."""
-    # One statement per line, so a finding's line names its statement.
-    text = '{"Version": "2012-10-17", "Statement": [\n' + ",\n".join(map(json.dumps, policy["Statement"])) + "\n]}"
+def parliament(policies, tmp_path):
+    """Parliament's findings for each named policy (one process for all of them), each keyed by
+    (issue, Sid of the flagged statement or its actions)."""
+    paths = {}
+    for name, policy in policies.items():
+        # One statement per line, so a finding's line names its statement. Condition values as the
+        # provider writes them: a single value as a string (parliament's Null check expects one).
+        lines = []
+        for entry in policy["Statement"]:
+            conditions = {
+                operator: {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in keys.items()}
+                for operator, keys in entry.get("Condition", {}).items()
+            }
+            lines.append(json.dumps({**entry, **({"Condition": conditions} if conditions else {})}))
+        path = tmp_path / f"{name}.json"
+        path.write_text('{"Version": "2012-10-17", "Statement": [\n' + ",\n".join(lines) + "\n]}")
+        paths[str(path)] = name
     proc = subprocess.run(
-        [tool_path("parliament"), "--json", "--include-community-auditors", "--minimum_severity", "INFO"],
-        input=text,
+        [
+            tool_path("parliament"),
+            "--json",
+            "--include-community-auditors",
+            "--minimum_severity",
+            "INFO",
+            "--files",
+            ",".join(paths),
+        ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     findings = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert proc.returncode == (1 if findings else 0), proc.stderr
-    keyed = []
+    keyed: dict[str, list] = {name: [] for name in policies}
     for finding in findings:
         location = finding["location"]
+        name = paths[location["filepath"]]
         if "line" in location:
-            where = policy["Statement"][location["line"] - 2]["Sid"]
+            where = policies[name]["Statement"][location["line"] - 2]["Sid"]
         else:
             where = ",".join(location.get("actions", []))
-        keyed.append((finding["issue"], where))
+        keyed[name].append((finding["issue"], where))
     return keyed
 
 
-def test_parliament_finds_nothing_unjustified_in_the_iam_policies(policy_documents):
+def test_parliament_finds_nothing_unjustified_in_the_iam_policies(policy_documents, tmp_path):
     """Every IAM policy document the Terraform builds, linted (community auditors included)."""
-    assert {"deploy", "terraform_plan", "terraform_apply", "permissions_boundary", "external_secrets"} <= set(
+    assert {"deploy", "image_push", "terraform_plan", "terraform_apply", "permissions_boundary", "external_dns"} <= set(
         policy_documents
     )
-    unjustified = {}
-    for name, policy in policy_documents.items():
-        found = [key for key in parliament(policy) if key not in PARLIAMENT_JUSTIFIED]
-        if found:
-            unjustified[name] = found
-    assert not unjustified, unjustified
+    found = parliament(policy_documents, tmp_path)
+    unjustified = {name: [k for k in keys if k not in PARLIAMENT_JUSTIFIED] for name, keys in found.items()}
+    assert not {name: keys for name, keys in unjustified.items() if keys}
 
 
-def test_parliament_reports_what_it_should():
+def test_parliament_reports_what_it_should(tmp_path):
     """The lint can fail: a needless Resource * on iam:PassRole is reported, under its Sid."""
     bad = {"Statement": [{"Sid": "PassAnyRole", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": ["*"]}]}
-    assert ("RESOURCE_STAR", "PassAnyRole") in parliament(bad)
+    assert ("RESOURCE_STAR", "PassAnyRole") in parliament({"bad": bad}, tmp_path)["bad"]
+
+
+# --------------------------------------------------------------------------- dev cannot change prod (and back)
+
+
+def attacks_on(target: str, attacker: str):
+    """(action, resource ARN, the resource's tags) a role of `attacker` could try on `target`'s
+    resources and on what both environments share; every one must be denied. The tags are those
+    Terraform's default_tags and the controllers put on these resources."""
+    n, a, r = f"titanic-{target}", ACCOUNT, REGION
+    tags = {"Environment": target}
+    cluster = f"arn:aws:eks:{r}:{a}:cluster/{n}"
+    db = f"arn:aws:rds:{r}:{a}:db:{n}"
+    secret = f"arn:aws:secretsmanager:{r}:{a}:secret:titanic/{target}/django-secret-key-AbCdEf"
+    master_secret = tf.placeholders(target)["module.db.db_instance_master_user_secret_arn"]
+    state = f"arn:aws:s3:::{STATE_BUCKET}/titanic/{target}.tfstate"
+    shared = {"Environment": "shared"}
+    return [
+        # An EKS access entry with cluster-admin on the other cluster.
+        ("eks:CreateAccessEntry", cluster, tags),
+        ("eks:AssociateAccessPolicy", f"arn:aws:eks:{r}:{a}:access-entry/{n}/role/{a}/intruder/0a1b", {}),
+        ("eks:UpdateClusterConfig", cluster, tags),
+        ("eks:DeleteCluster", cluster, tags),
+        ("eks:DescribeCluster", cluster, tags),
+        ("eks:CreatePodIdentityAssociation", cluster, tags),
+        ("eks:UpdateNodegroupConfig", f"arn:aws:eks:{r}:{a}:nodegroup/{n}/system/0a1b", {}),
+        # Its secrets.
+        ("secretsmanager:GetSecretValue", secret, tags),
+        ("secretsmanager:PutSecretValue", secret, tags),
+        ("secretsmanager:DeleteSecret", secret, tags),
+        ("secretsmanager:GetSecretValue", master_secret, {}),
+        # Its database: deletion protection, snapshots (a copy of the data), logins.
+        ("rds:ModifyDBInstance", db, tags),
+        ("rds:DeleteDBInstance", db, tags),
+        ("rds:CreateDBSnapshot", db, tags),
+        ("rds:DeleteDBSnapshot", f"arn:aws:rds:{r}:{a}:snapshot:rds:{n}-2026-01-01-03-00", {}),
+        ("rds:DeleteDBInstanceAutomatedBackup", db, tags),
+        ("rds-db:connect", dbuser(target, "titanic_app"), {}),
+        ("rds-db:connect", dbuser(target, "titanic"), {}),
+        # Its state and lock.
+        ("s3:PutObject", state, {}),
+        ("s3:DeleteObject", state, {}),
+        ("s3:GetObject", state, {}),
+        ("s3:PutObject", state + ".tflock", {}),
+        ("s3:DeleteObject", state + ".tflock", {}),
+        # Its roles and boundary.
+        ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{a}:role/{n}-terraform", tags),
+        ("iam:PutRolePolicy", f"arn:aws:iam::{a}:role/{n}-terraform", tags),
+        ("iam:AttachRolePolicy", f"arn:aws:iam::{a}:role/{n}-deploy", tags),
+        ("iam:PassRole", f"arn:aws:iam::{a}:role/{n}-app", tags),
+        ("sts:AssumeRole", f"arn:aws:iam::{a}:role/{n}-terraform", tags),
+        ("iam:CreatePolicyVersion", f"arn:aws:iam::{a}:policy/{n}-permissions-boundary", tags),
+        # Its encryption key, network, nodes and load balancers (tagged by Terraform or by the
+        # controllers that create them).
+        ("kms:ScheduleKeyDeletion", f"arn:aws:kms:{r}:{a}:key/0a1b2c3d-0000-0000-0000-000000000000", tags),
+        ("kms:Decrypt", f"arn:aws:kms:{r}:{a}:key/0a1b2c3d-0000-0000-0000-000000000000", tags),
+        ("ec2:AuthorizeSecurityGroupIngress", f"arn:aws:ec2:{r}:{a}:security-group/sg-0a1b2c3d", tags),
+        ("ec2:TerminateInstances", f"arn:aws:ec2:{r}:{a}:instance/i-0a1b2c3d", {"eks:cluster-name": n}),
+        ("ec2:TerminateInstances", f"arn:aws:ec2:{r}:{a}:instance/i-0a1b2c3e", {f"kubernetes.io/cluster/{n}": "owned"}),
+        (
+            "elasticloadbalancing:DeleteLoadBalancer",
+            f"arn:aws:elasticloadbalancing:{r}:{a}:loadbalancer/app/k8s-titanic-0a1b/0a1b2c3d",
+            {"elbv2.k8s.aws/cluster": n},
+        ),
+        ("logs:DeleteLogGroup", f"arn:aws:logs:{r}:{a}:log-group:/aws/eks/{n}/cluster", {}),
+        ("sqs:DeleteQueue", f"arn:aws:sqs:{r}:{a}:{n}-karpenter", {}),
+        ("wafv2:DeleteWebACL", f"arn:aws:wafv2:{r}:{a}:regional/webacl/{n}-alb/0a1b", {}),
+        ("acm:DeleteCertificate", f"arn:aws:acm:{r}:{a}:certificate/0a1b2c3d", tags),
+        ("route53:ChangeResourceRecordSets", f"arn:aws:route53:::hostedzone/{tf.ZONES[target]}", {}),
+        # What both share: the GitHub OIDC provider, the image repository (prod's images), the state bucket.
+        ("iam:DeleteOpenIDConnectProvider", tf.OIDC_PROVIDER_ARN, shared),
+        ("iam:UpdateOpenIDConnectProviderThumbprint", tf.OIDC_PROVIDER_ARN, shared),
+        ("ecr:BatchDeleteImage", tf.ECR_REPOSITORY_ARN, shared),
+        ("ecr:PutLifecyclePolicy", tf.ECR_REPOSITORY_ARN, shared),
+        ("ecr:DeleteRepository", tf.ECR_REPOSITORY_ARN, shared),
+        ("ecr:SetRepositoryPolicy", tf.ECR_REPOSITORY_ARN, shared),
+        ("s3:PutBucketPolicy", f"arn:aws:s3:::{STATE_BUCKET}", {}),
+        ("s3:DeleteBucket", f"arn:aws:s3:::{STATE_BUCKET}", {}),
+        ("s3:DeleteObjectVersion", f"arn:aws:s3:::{STATE_BUCKET}/titanic/{attacker}.tfstate", {}),
+    ]
+
+
+def allowed_attacks(role, target, attacker):
+    return [
+        (action, arn)
+        for action, arn, tags in attacks_on(target, attacker)
+        if iam.is_allowed(iam.request(action, arn, tags), role.identity_policies, role.boundary)
+    ]
+
+
+ROLES = [(env, name) for env in tf.ENVIRONMENTS for name in tf.roles(env)]
+
+
+@pytest.mark.parametrize(("env", "name"), ROLES, ids=[f"{env}:{name}" for env, name in ROLES])
+def test_no_role_reaches_the_other_environment(env, name):
+    """Each role's effective permissions (its policies, or anything for those a module writes,
+    within its boundary; denies first) against the other environment's resources and what both
+    share. Roles added later (another .tf file, another module) are found and checked too."""
+    role = tf.roles(env)[name]
+    assert role.boundary is not None
+    assert not allowed_attacks(role, other(env), env)
+
+
+def test_the_isolation_check_can_fail():
+    """Without the isolation statements, dev's apply role (PowerUserAccess) reaches prod: the
+    defects of the issue, each found by the check above."""
+    role = tf.roles("dev")["titanic-dev-terraform"]
+
+    def without_isolation(policy):
+        sids = {s["Sid"] for s in tf.Renderer("dev").policy("environment_isolation")["Statement"]}
+        return {"Statement": [s for s in policy["Statement"] if s.get("Sid") not in sids]}
+
+    stripped = tf.Role(
+        role.name, [without_isolation(p) for p in role.identity_policies], without_isolation(role.boundary)
+    )
+    reached = allowed_attacks(stripped, "prod", "dev")
+    cluster = f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/titanic-prod"
+    assert ("eks:CreateAccessEntry", cluster) in reached
+    assert ("rds:ModifyDBInstance", f"arn:aws:rds:{REGION}:{ACCOUNT}:db:titanic-prod") in reached
+    assert ("s3:PutObject", f"arn:aws:s3:::{STATE_BUCKET}/titanic/prod.tfstate") in reached
+    assert ("ecr:BatchDeleteImage", tf.ECR_REPOSITORY_ARN) in reached
+
+
+def can(role, action, arn, tags=None, **context):
+    return iam.is_allowed(iam.request(action, arn, tags, **context), role.identity_policies, role.boundary)
+
+
+@pytest.mark.parametrize("env", tf.ENVIRONMENTS)
+def test_each_role_can_still_do_its_job(env):
+    """The denies leave each role what it is for (a boundary that denied everything would pass the
+    isolation check)."""
+    roles, a, r = tf.roles(env), ACCOUNT, REGION
+    n, tags = f"titanic-{env}", {"Environment": env}
+    apply, plan, deploy = roles[f"{n}-terraform"], roles[f"{n}-terraform-plan"], roles[f"{n}-deploy"]
+    state = f"arn:aws:s3:::{STATE_BUCKET}/titanic/{env}.tfstate"
+    cluster = f"arn:aws:eks:{r}:{a}:cluster/{n}"
+    secret = tf.placeholders(env)["aws_secretsmanager_secret.django_secret_key.arn"]
+    boundary = {"iam:PermissionsBoundary": tf.boundary_arn(env)}
+    assert can(apply, "s3:PutObject", state) and can(apply, "s3:PutObject", state + ".tflock")
+    assert can(apply, "eks:CreateAccessEntry", cluster, tags)
+    assert can(apply, "rds:ModifyDBInstance", f"arn:aws:rds:{r}:{a}:db:{n}", tags)
+    assert can(apply, "iam:PutRolePolicy", f"arn:aws:iam::{a}:role/{n}-app", tags, **boundary)
+    assert not can(apply, "iam:PutRolePolicy", f"arn:aws:iam::{a}:role/{n}-app", tags)  # without the boundary
+    assert can(apply, "route53:ChangeResourceRecordSets", f"arn:aws:route53:::hostedzone/{tf.ZONES[env]}")
+    assert can(apply, "ecr:DescribeRepositories", tf.ECR_REPOSITORY_ARN, {"Environment": "shared"})
+    assert can(plan, "s3:GetObject", state) and can(plan, "secretsmanager:GetSecretValue", secret, tags)
+    assert can(deploy, "eks:DescribeCluster", cluster, tags)
+    assert can(roles[f"{n}-external-secrets"], "secretsmanager:GetSecretValue", secret, tags)
+    for role in roles.values():
+        if not role.known:  # module-made policies: the boundary leaves what they need
+            assert can(role, "ec2:RunInstances", f"arn:aws:ec2:{r}:{a}:instance/*")
+            assert can(role, "ecr:BatchGetImage", tf.ECR_REPOSITORY_ARN, {"Environment": "shared"})
+    if tf.tfvars(env)["create_shared_resources"]:
+        push = roles[f"{n}-image-push"]
+        for action in ("ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:BatchGetImage", "ecr:DescribeImages"):
+            assert can(push, action, tf.ECR_REPOSITORY_ARN, {"Environment": "shared"}), action
+
+
+@pytest.mark.parametrize("env", tf.ENVIRONMENTS)
+def test_no_pull_request_role_writes_the_state_bucket(env):
+    """Plans run with -lock=false: a role a pull request can assume writes no object of the state
+    bucket (lock files included) and changes nothing of the bucket."""
+    s3_writes = [
+        action
+        for pattern in ("s3:Put*", "s3:Delete*", "s3:Restore*", "s3:Replicate*")
+        for action in iam.actions_matching(pattern)
+    ]
+    keys = ["titanic/dev.tfstate", "titanic/prod.tfstate", "titanic/dev.tfstate.tflock", "titanic/prod.tfstate.tflock"]
+    targets = [f"arn:aws:s3:::{STATE_BUCKET}"] + [f"arn:aws:s3:::{STATE_BUCKET}/{key}" for key in keys]
+    pr_roles = [
+        role for role in tf.roles(env).values() if role.subjects and "repo:owner/repo:pull_request" in role.subjects
+    ]
+    assert [role.name for role in pr_roles] == (["titanic-dev-terraform-plan"] if env == "dev" else [])
+    for role in pr_roles:
+        writes = [(a, t) for a in s3_writes for t in targets if can(role, a, t)]
+        assert not writes, f"{role}: {writes[:5]}"
+
+
+@pytest.mark.parametrize("env", tf.ENVIRONMENTS)
+def test_no_role_changes_who_may_assume_a_role(env):
+    """iam:UpdateAssumeRolePolicy is denied to every role (the apply role included), on every role
+    of both environments: trust policies are written at creation and changed by administrators."""
+    targets = [
+        f"arn:aws:iam::{ACCOUNT}:role/titanic-{e}-{k}" for e in tf.ENVIRONMENTS for k in ("terraform", "deploy", "x")
+    ]
+    for role in tf.roles(env).values():
+        for target in targets:
+            context = {"iam:PermissionsBoundary": tf.boundary_arn(env)}
+            assert not can(role, "iam:UpdateAssumeRolePolicy", target, {"Environment": env}, **context), (
+                f"{role}: {target}"
+            )
+    assert (
+        "iam:UpdateAssumeRolePolicy"
+        not in statement(tf.Renderer(env).policy("terraform_apply_iam"), "ManageTitanicRoles")["Action"]
+    )
+
+
+# --------------------------------------------------------------------------- ECR lifecycle on a year of history
+
+LIFECYCLE_POLICY = json.loads((TF_DIR / "ecr-lifecycle-policy.json").read_text())
+# kustomize/base/deployment.yaml: the ReplicaSets Kubernetes keeps, so `rollout undo` targets.
+REVISION_HISTORY_LIMIT = 5
+
+
+class Registry:
+    """A synthetic titanic-api repository: what deploy.yml pushes and tags, day by day."""
+
+    def __init__(self):
+        self.images: dict[str, Image] = {}
+        self.count = 0
+
+    def push(self, day, tags, platforms=("amd64", "arm64"), attestations=True):
+        """A multi-arch push as buildx makes it: one image per platform, an attestation manifest
+        per platform, and the tagged index that references them all."""
+        self.count += 1
+        children = [f"sha256:{self.count}-{p}" for p in platforms]
+        if attestations:
+            children += [f"sha256:{self.count}-attestation-{p}" for p in platforms]
+        for child in children:
+            self.images[child] = Image(child, day)
+        index = f"sha256:{self.count}-index"
+        self.images[index] = Image(index, day, frozenset(tags), tuple(children))
+        return index
+
+    def add_tag(self, digest, tag):
+        image = self.images[digest]
+        self.images[digest] = Image(digest, image.pushed_day, image.tags | {tag}, image.references)
+
+    def orphan(self, day):
+        """A push that failed after the platform images: nothing references them."""
+        self.count += 1
+        digest = f"sha256:{self.count}-orphan"
+        self.images[digest] = Image(digest, day)
+        return digest
+
+
+def history(policy, days=365):
+    """A year of the deploy workflow: two merges a weekday (built, pushed as <sha>, deployed to dev),
+    prod deployed every second week, a slow month with prod waiting 60 days, a release (vX.Y.Z tag
+    build) a month, a failed push now and then, a rollback of prod to an older image. The lifecycle
+    runs every day. Yields (day, registry, what each environment may roll back to, releases)."""
+    registry = Registry()
+    deployed = {"dev": [], "prod": []}
+    releases, orphans = [], []
+
+    def deploy(env, digest):
+        registry.add_tag(digest, f"{env}-{digest}")
+        deployed[env].append(digest)
+
+    for day in range(days):
+        if day % 7 < 5:
+            for merge in range(2):
+                digest = registry.push(day, {f"sha-{day}-{merge}"})
+                deploy("dev", digest)
+        if day % 14 == 0 and not 150 <= day < 210 and deployed["dev"]:
+            deploy("prod", deployed["dev"][-1])
+        if day == 250:  # `scripts/deploy prod` of the previous prod image, DEPLOY_ALLOW_OLDER=1
+            deploy("prod", deployed["prod"][-3])
+        if day % 30 == 15:
+            releases.append(registry.push(day, {f"1.{day // 30}.0"}))
+        if day % 45 == 10:
+            orphans.append((day, registry.orphan(day)))
+        registry.images = ecr_lifecycle.run(policy, registry.images, day)
+        rollback = {}
+        for env, digests in deployed.items():
+            distinct = list(dict.fromkeys(reversed(digests)))  # newest first
+            rollback[env] = distinct[: REVISION_HISTORY_LIMIT + 1]
+        yield day, registry, rollback, releases, orphans
+
+
+def test_the_lifecycle_policy_is_one_ecr_accepts():
+    ecr_lifecycle.validate(LIFECYCLE_POLICY)
+
+
+def test_the_lifecycle_keeps_releases_and_what_each_environment_may_roll_back_to():
+    worst = 0
+    for day, registry, rollback, releases, orphans in history(LIFECYCLE_POLICY):
+        images = registry.images
+        for env, digests in rollback.items():
+            for digest in digests:
+                # The index and every platform image and attestation it references.
+                assert ecr_lifecycle.complete(images, digest), f"day {day}: {env} lost {digest}"
+        for digest in releases:
+            assert ecr_lifecycle.complete(images, digest), f"day {day}: release {digest} lost"
+        for pushed, digest in orphans:
+            # Untagged manifests nothing references go a week after their push.
+            assert (digest in images) == (day - pushed <= 7), f"day {day}: orphan of day {pushed}"
+        worst = max(worst, sum(1 for image in images.values() if image.tags))
+    # Bounded: 100 prod deploys + 20 dev deploys + 30 days of builds + 12 releases, at most.
+    assert worst <= 100 + 20 + 2 * 30 + 12
+
+
+def test_images_nobody_runs_go():
+    """A pushed image no environment deployed expires after 30 days; dev's older deploys beyond its
+    last 20 go too."""
+    registry = Registry()
+    built = registry.push(0, {"sha-built"})
+    dev = [registry.push(day, {f"sha-{day}"}) for day in range(1, 31)]
+    for digest in dev:
+        registry.add_tag(digest, f"dev-{digest}")
+    images = ecr_lifecycle.run(LIFECYCLE_POLICY, registry.images, 31)
+    images = ecr_lifecycle.run(LIFECYCLE_POLICY, images, 32)
+    assert built not in images and not any(ref in images for ref in registry.images[built].references)
+    assert [d for d in dev if d in images] == dev[-20:]
+
+
+def test_the_count_of_every_image_loses_what_prod_runs():
+    """The policy this replaces (any image, more than 20) expires prod's running image once prod
+    waits: the history above catches it."""
+    old = {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "Keep the last 20 images",
+                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20},
+                "action": {"type": "expire"},
+            }
+        ]
+    }
+    lost = []
+    for day, registry, rollback, _releases, _orphans in history(old, days=200):
+        lost += [(day, d) for d in rollback["prod"] if not ecr_lifecycle.complete(registry.images, d)]
+    assert lost
 
 
 # --------------------------------------------------------------------------- Karpenter
@@ -831,6 +1234,13 @@ def workflow():
     return yaml.safe_load(WORKFLOW.read_text())
 
 
+def step(job, name=None, uses=None):
+    for candidate in job["steps"]:
+        if (name and candidate.get("name") == name) or (uses and candidate.get("uses", "").startswith(uses + "@")):
+            return candidate
+    raise AssertionError(f"no step {name or uses}")
+
+
 def test_workflow_plans_prod_only_on_main_and_applies_through_approved_environments(workflow):
     assert workflow[True]["pull_request"]["paths"][0] == "terraform/**"
     plan, apply = workflow["jobs"]["plan"], workflow["jobs"]["apply"]
@@ -842,14 +1252,81 @@ def test_workflow_plans_prod_only_on_main_and_applies_through_approved_environme
     assert apply["environment"] == "terraform-${{ matrix.environment }}"
     assert apply["strategy"]["max-parallel"] == 1
     roles = {
-        name: next(s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+        name: step(job, uses="aws-actions/configure-aws-credentials")
         for name, job in (("plan", plan), ("apply", apply))
     }
     assert "TERRAFORM_PLAN_ROLE_ARN_" in roles["plan"]["with"]["role-to-assume"]
     assert roles["apply"]["with"]["role-to-assume"] == "${{ vars.TERRAFORM_ROLE_ARN }}"
     assert "-lock=false" in next(s["run"] for s in plan["steps"] if s.get("id") == "plan")
-    comment = next(s for s in plan["steps"] if s.get("uses", "").startswith("actions/github-script@"))
+    comment = step(plan, uses="actions/github-script")
     assert comment["if"] == "github.event_name == 'pull_request'"
+    for job in (plan, apply):
+        for name in ("public_hostname", "route53_zone_id"):
+            assert f"vars[format('{name.upper()}_{{0}}', matrix.environment)]" in job["env"][f"TF_VAR_{name}"]
+
+
+def test_the_apply_applies_the_plan_the_approvers_read(workflow):
+    """The plan job uploads its plan file (the one its summary shows); the apply job downloads that
+    file from the same run and applies it without planning again. Terraform itself refuses a saved
+    plan whose state has changed since ("Saved plan is stale")."""
+    plan, apply = workflow["jobs"]["plan"], workflow["jobs"]["apply"]
+    upload = step(plan, uses="actions/upload-artifact")
+    assert upload["with"]["name"] == "tfplan-${{ matrix.environment }}"
+    assert upload["with"]["path"] == "terraform/tfplan"
+    assert "steps.plan.outputs.outcome == 'success'" in upload["if"]
+    summary = step(plan, name="Write the plan to the job summary")["run"]
+    assert "sha256sum tfplan" in summary
+    download = step(apply, uses="actions/download-artifact")
+    assert download["with"] == {"name": "tfplan-${{ matrix.environment }}", "path": "terraform"}
+    runs = [s.get("run", "") for s in apply["steps"]]
+    assert not [r for r in runs if "terraform plan" in r], "the apply job must not plan again"
+    applied = step(apply, name="terraform apply (the reviewed plan)")["run"]
+    assert "terraform apply -lock-timeout=10m -input=false tfplan" in applied and "sha256sum tfplan" in applied
+    names = [s.get("name") or s.get("uses") for s in apply["steps"]]
+    assert names.index("The plan the approvers read") < names.index("terraform apply (the reviewed plan)")
+
+
+def test_plan_and_apply_use_the_committed_lock_file_only(workflow):
+    for name in ("plan", "apply"):
+        assert "terraform init -lockfile=readonly" in step(workflow["jobs"][name], name="terraform init")["run"]
+    assert workflow["jobs"]["plan"]["needs"] == "lock-file"
+    platforms = workflow["env"]["TF_LOCK_PLATFORMS"].split()
+    assert {"linux_amd64", "linux_arm64", "darwin_arm64"} <= set(platforms)
+    generate = step(workflow["jobs"]["lock-file"], name="Generate the lock file for every platform in use")["run"]
+    assert "terraform providers lock" in generate and "TF_LOCK_PLATFORMS" in generate
+
+
+@pytest.mark.parametrize("committed", ["missing", "different", "same"])
+def test_the_lock_file_check_fails_when_the_committed_file_is_missing_or_differs(workflow, tmp_path, committed):
+    """The check step, run in a scratch repository where the generate step has just written the
+    lock file: it fails unless the committed file is that one."""
+    check = step(workflow["jobs"]["lock-file"], name="The committed lock file is the generated one")["run"]
+    generated = 'provider "registry.terraform.io/hashicorp/aws" {\n  version = "6.28.0"\n}\n'
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "main.tf").write_text("")
+    if committed != "missing":
+        (tmp_path / ".terraform.lock.hcl").write_text(
+            generated if committed == "same" else generated.replace("28", "27")
+        )
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "state")
+    (tmp_path / ".terraform.lock.hcl").write_text(generated)  # what the generate step wrote
+    summary = tmp_path / "summary.md"
+    proc = subprocess.run(
+        ["bash", "-e", "-c", check],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary), "TF_LOCK_PLATFORMS": "linux_amd64"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == (0 if committed == "same" else 1), proc.stdout + proc.stderr
+    if committed != "same":
+        assert "::error" in proc.stdout and generated in summary.read_text()
 
 
 def admin_check(job):

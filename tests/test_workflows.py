@@ -6,6 +6,7 @@ holds a write permission it does not use, and the secret-scan script against a s
 (scripts/deploy has its own: tests/test_deploy.py).
 """
 
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import REPO, tool_path
+from tests.support import REPO, iam, tool_path
+from tests.support import terraform as tf
+from tests.support.hcl import blocks
 
 pytestmark = pytest.mark.infra
 
@@ -304,3 +307,364 @@ def test_the_baseline_excludes_generated_and_vendored_files():
     text = (REPO / ".secrets.baseline").read_text()
     for excluded in (r"\\.venv-tools", "staticfiles", "fixtures/", r"\\.lock"):
         assert excluded in text
+
+
+# --- OIDC: every job that assumes an AWS role has a subject that role trusts -------------------
+#
+# Each workflow is run on paper for every event its `on` lists (a push to main, a vX.Y.Z tag, a
+# pull request from this repository, a manual run on main), job by job and matrix entry by matrix
+# entry, through reusable workflows, evaluating `if`, `environment` and `role-to-assume` as GitHub
+# would. The token's `sub` follows GitHub's rules (environment, else pull_request, else the ref);
+# the role comes from the variable named in role-to-assume; its trust policy and permissions come
+# from terraform/ (tests/support/terraform.py) and are evaluated with tests/support/iam.py.
+
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+TOKEN = re.compile(r"\s*('(?:[^']|'')*'|&&|\|\||==|!=|!|[()\[\],]|[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*|\d+)")
+
+
+class Context(dict):
+    """A GitHub expression context: missing properties are null, names are case-insensitive."""
+
+    def __getattr__(self, name):
+        value = self.get(name, self.get(name.lower()))
+        return Context(value) if isinstance(value, dict) else value
+
+    def __getitem__(self, name):
+        return self.__getattr__(str(name))
+
+
+class Variables(dict):
+    """vars.NAME stands for the variable itself: the test maps it to the role it names."""
+
+    def __getattr__(self, name):
+        return f"vars.{name.upper()}"
+
+    def __getitem__(self, name):
+        return self.__getattr__(str(name))
+
+
+def _format(template, *args):
+    return re.sub(r"\{(\d+)\}", lambda m: str(args[int(m.group(1))]), template)
+
+
+FUNCTIONS = {
+    "startsWith": lambda s, p: str(s or "").lower().startswith(str(p).lower()),
+    "endsWith": lambda s, p: str(s or "").lower().endswith(str(p).lower()),
+    "contains": lambda s, p: str(p).lower() in str(s or "").lower(),
+    "fromJSON": json.loads,
+    "format": _format,
+    "always": lambda: True,
+    "success": lambda: True,
+    "failure": lambda: False,
+    "cancelled": lambda: False,
+}
+
+
+def evaluate(expression, contexts):
+    """One GitHub Actions expression (the part inside ${{ }}), as Python."""
+    python, position = [], 0
+    expression = expression.strip()
+    while position < len(expression):
+        match = TOKEN.match(expression, position)
+        assert match, f"cannot read {expression[position:]!r}"
+        token, position = match.group(1), match.end()
+        if token.startswith("'"):
+            python.append(repr(token[1:-1].replace("''", "'")))
+        elif token in ("&&", "||", "!"):
+            python.append({"&&": " and ", "||": " or ", "!": " not "}[token])
+        elif token in ("true", "false", "null"):
+            python.append({"true": "True", "false": "False", "null": "None"}[token])
+        elif re.match(r"[A-Za-z_]", token):
+            head, *rest = token.split(".")
+            assert head in contexts or head in FUNCTIONS, f"unknown name {head} in {expression!r}"
+            python.append(head + "".join(f"[{part!r}]" for part in rest))
+        else:
+            python.append(token)
+    return eval("".join(python), {"__builtins__": {}}, {**FUNCTIONS, **contexts})
+
+
+def interpolate(value, contexts):
+    """A workflow value: an expression alone keeps its type, text with expressions becomes a string."""
+    if not isinstance(value, str):
+        return value
+    whole = EXPRESSION.fullmatch(value.strip())
+    if whole and "${{" not in whole.group(1):
+        return evaluate(whole.group(1), contexts)
+    return EXPRESSION.sub(lambda m: str(evaluate(m.group(1), contexts) or ""), value)
+
+
+def scenarios(document):
+    """The events a workflow runs on, as the github context each gives its jobs."""
+    triggers = document[True]
+    base = {"repository": tf.REPOSITORY, "sha": "0" * 40}
+    main = {**base, "ref": "refs/heads/main", "ref_name": "main"}
+    found = []
+    if "push" in triggers:
+        push = triggers["push"] or {}
+        if "main" in push.get("branches", ["main"]):
+            found.append({**main, "event_name": "push"})
+        if push.get("tags"):
+            found.append({**base, "event_name": "push", "ref": "refs/tags/v1.2.3", "ref_name": "v1.2.3"})
+    if "pull_request" in triggers:
+        head = {"pull_request": {"number": 7, "head": {"repo": {"full_name": tf.REPOSITORY}}}}
+        found.append({**base, "event_name": "pull_request", "ref": "refs/pull/7/merge", "event": head})
+    for manual in ("workflow_dispatch", "schedule"):
+        if manual in triggers:
+            found.append({**main, "event_name": manual})
+    return found
+
+
+def assumed_roles(path, github, inputs=None, caller=""):
+    """(where, sub, variable, GitHub environment) for every role-to-assume the workflow reaches."""
+    document = load(path)
+    results: dict[str, dict] = {}  # needs.<job>.result: skipped when its `if` was false
+    for name, job in document["jobs"].items():
+        needs = job.get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        matrix_values = job.get("strategy", {}).get("matrix", {})
+        contexts = {"github": Context(github), "inputs": Context(inputs or {}), "vars": Variables()}
+        contexts |= {"needs": Context({n: results[n] for n in needs}), "secrets": Context()}
+        condition = job.get("if", "success()").removeprefix("${{").removesuffix("}}")
+        # Without a status function, a job runs only when every job it needs succeeded.
+        if not re.search(r"\b(always|cancelled|failure|success)\(", condition):
+            condition = f"success() && ({condition})"
+        runs = all(results[n]["result"] == "success" for n in needs) or "success()" not in condition
+        entries = [{}]
+        if matrix_values:
+            key, values = next(iter(matrix_values.items()))
+            entries = [{key: v} for v in interpolate(values, contexts)]
+        results[name] = {"result": "skipped"}
+        for entry in entries:
+            scoped = {**contexts, "matrix": Context(entry)}
+            if not runs or not interpolate("${{ " + condition + " }}", scoped):
+                continue
+            results[name] = {"result": "success"}
+            where = f"{caller}{path.name}:{name}{entry or ''} on {github['event_name']} {github['ref']}"
+            if "uses" in job:
+                called = {k: interpolate(v, scoped) for k, v in job.get("with", {}).items()}
+                yield from assumed_roles(REPO / job["uses"], github, called, caller=where + " -> ")
+                continue
+            environment = job.get("environment")
+            if isinstance(environment, dict):
+                environment = environment.get("name")
+            environment = interpolate(environment, scoped) or ""
+            if environment:
+                sub = f"repo:{tf.REPOSITORY}:environment:{environment}"
+            elif github["event_name"] == "pull_request":
+                sub = f"repo:{tf.REPOSITORY}:pull_request"
+            else:
+                sub = f"repo:{tf.REPOSITORY}:ref:{github['ref']}"
+            for step in job.get("steps", []):
+                if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@"):
+                    variable = interpolate(step["with"]["role-to-assume"], scoped)
+                    yield where, sub, variable, environment
+
+
+def role_for(variable, environment):
+    """The Terraform role a workflow variable holds. Convention (terraform/README.md, "Which output
+    feeds what"): the variable is the output's name in capitals, `_<ENV>` appended for a per-environment
+    repository variable; without the suffix, a GitHub environment named <env> or ending in -<env>
+    says which; a repository variable without either belongs to the environment that owns the shared
+    resources (dev)."""
+    name = variable.removeprefix("vars.")
+    match = re.fullmatch(r"(\w+?)(?:_(DEV|PROD))?", name)
+    output, env = match.group(1).lower(), (match.group(2) or "").lower()
+    if not env:
+        found = re.search(r"(?:^|-)(dev|prod)$", environment)
+        env = found.group(1) if found else next(e for e in tf.ENVIRONMENTS if tf.tfvars(e)["create_shared_resources"])
+    outputs = blocks(tf.parsed(), "output")
+    assert output in outputs, f"{variable}: no Terraform output {output}"
+    value = outputs[output]["value"]
+    module = re.search(r'module\.github_role\["([\w-]+)"\]|module\.(\w+)\.', value)
+    assert module, f"output {output} names no role module: {value}"
+    if module.group(1):
+        return env, f"titanic-{env}-{module.group(1)}"
+    return env, tf.Renderer(env).render(blocks(tf.parsed(), "module")[module.group(2)]["name"])
+
+
+def workflow_roles():
+    found = []
+    for path in WORKFLOWS:
+        document = load(path)
+        if "workflow_call" in document[True]:
+            continue  # reached through its callers
+        for github in scenarios(document):
+            found += list(assumed_roles(path, github))
+    return found
+
+
+def token_trusted(role, sub):
+    provider = "token.actions.githubusercontent.com"
+    context = {f"{provider}:sub": sub, f"{provider}:aud": "sts.amazonaws.com", f"{provider}:iss": f"https://{provider}"}
+    trust = tf.github_trust_policy(role.subjects or [])
+    return iam.trust_allows(trust, "Federated", tf.OIDC_PROVIDER_ARN, "sts:AssumeRoleWithWebIdentity", context)
+
+
+def test_the_workflow_expressions_are_read_as_github_does():
+    contexts = {"github": Context({"ref": "refs/tags/v1.2.3", "event_name": "push"}), "vars": Variables()}
+    assert interpolate("${{ startsWith(github.ref, 'refs/tags/v') && 'release' || '' }}", contexts) == "release"
+    contexts["github"] = Context({"ref": "refs/heads/main", "event_name": "push"})
+    assert interpolate("${{ startsWith(github.ref, 'refs/tags/v') && 'release' || '' }}", contexts) == ""
+    assert interpolate("${{ vars[format('ROLE_{0}', 'dev')] }}", contexts) == "vars.ROLE_DEV"
+    assert interpolate("terraform-${{ 'prod' }}", contexts) == "terraform-prod"
+    assert interpolate("${{ !cancelled() && github.event_name != 'push' }}", contexts) is False
+
+
+def test_every_job_that_assumes_a_role_presents_a_subject_the_role_trusts():
+    found = workflow_roles()
+    # The jobs that deploy, push images, tag deployed images, plan and apply, on their events.
+    variables = {variable for _where, _sub, variable, _env in found}
+    assert {
+        "vars.IMAGE_PUSH_ROLE_ARN",
+        "vars.DEPLOY_ROLE_ARN",
+        "vars.TERRAFORM_ROLE_ARN",
+        "vars.TERRAFORM_PLAN_ROLE_ARN_DEV",
+        "vars.TERRAFORM_PLAN_ROLE_ARN_PROD",
+    } <= variables
+    untrusted = []
+    for where, sub, variable, environment in found:
+        env, name = role_for(variable, environment)
+        role = tf.roles(env).get(name)
+        assert role is not None, f"{where}: {variable} names {name}, which {env} does not create"
+        if not token_trusted(role, sub):
+            untrusted.append(f"{where}: {sub} is not trusted by {name}")
+    assert not untrusted, "\n".join(untrusted)
+
+
+def test_a_tag_build_gets_the_push_role_and_no_deploy_role():
+    tag_jobs = [(w, sub, v, e) for w, sub, v, e in workflow_roles() if "refs/tags/" in w]
+    assert tag_jobs, "no job runs on a vX.Y.Z tag"
+    for where, sub, variable, environment in tag_jobs:
+        assert sub == f"repo:{tf.REPOSITORY}:environment:release", where
+        assert role_for(variable, environment)[1] == "titanic-dev-image-push", where
+    # And nothing that can reach a cluster trusts the release environment.
+    for env in tf.ENVIRONMENTS:
+        for role in tf.roles(env).values():
+            if role.subjects and token_trusted(role, f"repo:{tf.REPOSITORY}:environment:release"):
+                assert role.name.endswith("-image-push"), role
+
+
+WRITES = {
+    "state": [
+        (action, f"arn:aws:s3:::{tf.STATE_BUCKET}/titanic/{env}.tfstate{suffix}")
+        for action in ("s3:PutObject", "s3:DeleteObject")
+        for env in tf.ENVIRONMENTS
+        for suffix in ("", ".tflock")
+    ],
+    "ECR": [
+        (action, tf.ECR_REPOSITORY_ARN)
+        for action in ("ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:BatchDeleteImage", "ecr:PutLifecyclePolicy")
+    ],
+    "EKS": [
+        (action, f"arn:aws:eks:{tf.REGION}:{tf.ACCOUNT}:cluster/titanic-{env}")
+        for action in ("eks:CreateAccessEntry", "eks:UpdateClusterConfig", "eks:CreatePodIdentityAssociation")
+        for env in tf.ENVIRONMENTS
+    ],
+}
+
+
+def test_no_pull_request_job_gets_a_role_that_writes_state_ecr_or_eks():
+    pr_jobs = [(w, sub, v, e) for w, sub, v, e in workflow_roles() if sub.endswith(":pull_request")]
+    assert pr_jobs, "terraform.yml plans dev on pull requests"
+    access_entries = blocks(tf.parsed(), "module")["eks"]["access_entries"]
+    for where, _sub, variable, environment in pr_jobs:
+        env, name = role_for(variable, environment)
+        role = tf.roles(env)[name]
+        for kind, writes in WRITES.items():
+            for action, arn in writes:
+                tags = {"Environment": "shared" if kind == "ECR" else arn.rsplit("titanic-", 1)[-1]}
+                request = iam.request(action, arn, tags)
+                assert not iam.is_allowed(request, role.identity_policies, role.boundary), f"{where}: {action} {arn}"
+        # No Kubernetes access either: the role has no EKS access entry.
+        key = name.removeprefix(f"titanic-{env}-")
+        assert f'module.github_role["{key}"]' not in access_entries, f"{where}: {name} has an access entry"
+
+
+# --- the deploy markers (keep-deployed-image.yml) ---------------------------------------------
+
+FAKE_AWS = r"""#!/usr/bin/env python3
+# A stand-in for `aws ecr` over a JSON file of {tag: digest} and {digest: manifest}.
+import json, os, sys
+state_file = os.environ["FAKE_ECR"]
+state = json.load(open(state_file))
+args = sys.argv[1:]
+def arg(name):
+    return args[args.index(name) + 1]
+with open(os.environ["FAKE_ECR_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\n")
+command = args[1]
+if command == "describe-images":
+    kind, _, value = arg("--image-ids").partition("=")
+    digest = state["tags"].get(value) if kind == "imageTag" else value
+    if digest is None:
+        print("ImageNotFoundException", file=sys.stderr)
+        sys.exit(254)
+    print(digest)
+elif command == "batch-get-image":
+    digest = arg("--image-ids").partition("=")[2]
+    media = "application/vnd.oci.image.index.v1+json"
+    print(json.dumps({"images": [{"imageManifest": state["manifests"][digest], "imageManifestMediaType": media}]}))
+elif command == "put-image":
+    manifest = open(arg("--image-manifest").removeprefix("file://")).read()
+    if manifest != state["manifests"][arg("--image-digest")]:
+        print("ImageDigestDoesNotMatchException", file=sys.stderr)
+        sys.exit(254)
+    state["tags"][arg("--image-tag")] = arg("--image-digest")
+    json.dump(state, open(state_file, "w"))
+"""
+
+
+def run_keep_step(tmp_path, state):
+    if not shutil.which("jq"):
+        pytest.skip("jq is not installed here (GitHub's runners have it)")
+    job = jobs(REPO / ".github/workflows/keep-deployed-image.yml")["tag"]
+    script = next(s for s in job["steps"] if "run" in s)
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    (tmp_path / "bin" / "aws").write_text(FAKE_AWS)
+    (tmp_path / "bin" / "aws").chmod(0o755)
+    (tmp_path / "ecr.json").write_text(json.dumps(state))
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "FAKE_ECR": str(tmp_path / "ecr.json"),
+        "FAKE_ECR_LOG": str(tmp_path / "calls.log"),
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_SHA": "a" * 40,
+        "REPOSITORY_URL": "111122223333.dkr.ecr.us-east-1.amazonaws.com/titanic-api",
+        "TAG": "prod-" + "a" * 40,
+    }
+    proc = subprocess.run(["bash", "-e", "-c", script["run"]], env=env, capture_output=True, text=True, timeout=30)
+    calls = [json.loads(line)[1] for line in (tmp_path / "calls.log").read_text().splitlines()]
+    return proc, json.loads((tmp_path / "ecr.json").read_text()), calls
+
+
+def test_a_deployed_image_is_tagged_on_the_same_digest_once(tmp_path):
+    # An index manifest as buildx writes it (no newline at the end) must keep its digest.
+    manifest = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+    state = {"tags": {"a" * 40: "sha256:index"}, "manifests": {"sha256:index": manifest}}
+    proc, after, calls = run_keep_step(tmp_path, state)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert after["tags"]["prod-" + "a" * 40] == "sha256:index"
+    assert calls[-1] == "put-image"
+    # A re-run finds the tag and changes nothing.
+    proc, again, calls = run_keep_step(tmp_path, after)
+    assert proc.returncode == 0 and again == after and calls.count("put-image") == 1
+
+
+def test_the_deploy_markers_run_after_each_deploy():
+    deploy = jobs(REPO / ".github/workflows/deploy.yml")
+    for env in ("dev", "prod"):
+        job = deploy[f"{env}-image-kept"]
+        assert job["needs"] == env and job["with"] == {"environment": env}
+        assert job["uses"] == "./.github/workflows/keep-deployed-image.yml"
+        # Also after a failed deploy (a failed rollback may leave the image running), not after a skip.
+        assert f"needs.{env}.result == 'failure'" in job["if"] and "!cancelled()" in job["if"]
+    marker = next(s for s in jobs(REPO / ".github/workflows/keep-deployed-image.yml")["tag"]["steps"] if "run" in s)
+    assert marker["env"]["TAG"] == "${{ inputs.environment }}-${{ github.sha }}"
+    assert "--image-digest" in marker["run"]
+    # The lifecycle rules count these tags (terraform/ecr-lifecycle-policy.json).
+    patterns = {
+        p
+        for r in json.loads((REPO / "terraform/ecr-lifecycle-policy.json").read_text())["rules"]
+        for p in r["selection"].get("tagPatternList", [])
+    }
+    assert {"dev-*", "prod-*"} <= patterns
