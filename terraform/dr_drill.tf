@@ -23,6 +23,7 @@
 locals {
   dr_drill_namespace = "titanic-dr-drill"
   dr_drill_rds_arn   = "arn:${local.partition}:rds:${var.region}:${local.account_id}"
+  dr_drill_instances = "${local.dr_drill_rds_arn}:db:${local.name}-drill-*"
 }
 
 data "aws_iam_policy_document" "dr_drill" {
@@ -39,7 +40,7 @@ data "aws_iam_policy_document" "dr_drill" {
     # parameter and option groups the new instance gets.
     resources = [
       "${local.dr_drill_rds_arn}:db:${local.name}",
-      "${local.dr_drill_rds_arn}:db:${local.name}-drill-*",
+      local.dr_drill_instances,
       "${local.dr_drill_rds_arn}:subgrp:${local.name}",
       "${local.dr_drill_rds_arn}:pg:${local.name}-*",
       "${local.dr_drill_rds_arn}:og:default:postgres-*",
@@ -55,13 +56,13 @@ data "aws_iam_policy_document" "dr_drill" {
   statement {
     sid       = "TagDrillInstances"
     actions   = ["rds:AddTagsToResource"]
-    resources = ["${local.dr_drill_rds_arn}:db:${local.name}-drill-*"]
+    resources = [local.dr_drill_instances]
   }
 
   statement {
     sid       = "ResetAndDeleteDrillInstances"
     actions   = ["rds:DeleteDBInstance", "rds:ModifyDBInstance"]
-    resources = ["${local.dr_drill_rds_arn}:db:${local.name}-drill-*"]
+    resources = [local.dr_drill_instances]
     condition {
       test     = "StringLike"
       variable = "aws:ResourceTag/dr-drill"
