@@ -75,6 +75,7 @@ class Clients:
         self.server, self.token, self.uuids = server, token, uuids
         self.writes: list[Write] = []
         self.reads: dict[int | str, int] = {}
+        self.counting = threading.Lock()  # two readers
         self.deadline = time.monotonic() + max_seconds
         self.stopping = threading.Event()
         self.threads = [
@@ -103,7 +104,8 @@ class Clients:
             outcome = session.get(self.server.url + path, timeout=10).status_code
         except requests.RequestException as error:
             outcome = type(error).__name__
-        self.reads[outcome] = self.reads.get(outcome, 0) + 1
+        with self.counting:
+            self.reads[outcome] = self.reads.get(outcome, 0) + 1
 
     def _write(self, session):
         write = Write(f"{WRITE_PREFIX} {uuid.uuid4().hex}", time.monotonic())
