@@ -11,7 +11,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/titanic
 export PATH := $(PATH):$(CURDIR)/$(TOOLS)/bin
 
 .PHONY: help venv tools run test test-sqlite test-postgres postgres system-packages static lint schema migrations-check \
-        hadolint secrets-scan k8s-check tf-check kind-e2e smoke bench bench-smoke bench-profile lock clean
+        hadolint secrets-scan k8s-check tf-check kind-e2e smoke bench bench-smoke bench-profile dr-drill lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ bench-smoke: venv postgres system-packages ## a seconds-long run of the benchmar
 
 bench-profile: venv postgres system-packages ## instructions per cached read, layer by layer, under callgrind (docs/performance.md)
 	$(PY) -m bench.profile
+
+dr-drill: venv static ## restore drill: point-in-time recovery of a PostgreSQL of its own under load; prints RTO and RPO (docs/runbook.md)
+	$(PY) -m tests.drill
 
 lock: ## recompile requirements/*.txt from the .in files
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links base.in -o base.txt

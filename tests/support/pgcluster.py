@@ -7,6 +7,15 @@ A test can crash, restart or fill it without touching the machine's shared serve
         cluster.stop(mode="immediate")   # a crash: WAL recovery at the next start
         cluster.start()
 
+Point-in-time recovery (the restore drill, tests/drill.py): a cluster that archives its WAL, a base
+backup of it, and a new cluster recovered from both up to a target:
+
+    with PgCluster(wal_archive=True) as origin:
+        backup = origin.base_backup()
+        ...                                 # writes, then the damage
+        origin.switch_wal()                 # the segment holding the damage reaches the archive
+        restored = origin.recover(backup, recovery_target_xid="1234")
+
 The server runs as the `postgres` user when the tests run as root (PostgreSQL refuses root), with
 trust authentication on 127.0.0.1 only.
 """
@@ -17,6 +26,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -35,11 +45,16 @@ def _bindir() -> Path:
 
 
 class PgCluster:
-    def __init__(self, **settings: str | int):
+    def __init__(self, wal_archive: bool = False, **settings: str | int):
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="titanic-pgcluster-"))
         self.data = self.directory / "data"
         self.log = self.directory / "server.log"
+        # Continuous archiving: each completed WAL segment is copied here, never overwritten.
+        self.wal_archive = self.directory / "wal-archive" if wal_archive else None
+        if self.wal_archive:
+            archive = f"'test ! -f {self.wal_archive}/%f && cp %p {self.wal_archive}/%f'"
+            settings = {"wal_level": "replica", "archive_mode": "on", "archive_command": archive, **settings}
         self.settings = {
             "port": self.port,
             "listen_addresses": "'127.0.0.1'",
@@ -53,8 +68,9 @@ class PgCluster:
     def __enter__(self) -> "PgCluster":
         try:
             self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
-            with (self.data / "postgresql.conf").open("a") as conf:
-                conf.writelines(f"{name} = {value}\n" for name, value in self.settings.items())
+            self._configure(self.settings)
+            if self.wal_archive:
+                self._as_owner("mkdir", self.wal_archive)
             self.start()
         except BaseException:
             self.remove()
@@ -102,9 +118,76 @@ class PgCluster:
         manage("loadcsv", url=url)
         return url
 
+    def base_backup(self) -> Path:
+        """pg_basebackup of the running server (plain format, with the WAL it needs to be consistent)."""
+        target = self.directory / "base-backup"
+        self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-D", target,
+                  "--checkpoint=fast", "--wal-method=stream", "--no-sync")  # fmt: skip
+        return target
+
+    def switch_wal(self, timeout: float = 60) -> str:
+        """Closes the current WAL segment and returns its name once the archiver has copied it."""
+        segment = self.sql("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+        deadline = time.monotonic() + timeout
+        while (self.sql("SELECT last_archived_wal FROM pg_stat_archiver")[0][0] or "") < segment:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"WAL segment {segment} not archived within {timeout} s:\n{self.log.read_text()[-2000:]}"
+                )
+            time.sleep(0.05)
+        return segment
+
+    def recover(self, backup: Path, timeout: float = 120, **target: str) -> "PgCluster":
+        """Point-in-time recovery into a fresh data directory: a copy of a base backup of this cluster
+        replays its archived WAL up to the recovery target (recovery_target_xid=...,
+        recovery_target_inclusive=...), then is promoted. Returns the new cluster, running and
+        writable; remove() it when done."""
+        if self.wal_archive is None:
+            raise ValueError("no WAL archive to recover from: PgCluster(wal_archive=True)")
+        cluster = PgCluster()
+        try:
+            cluster._as_owner("cp", "-a", backup, cluster.data)
+            recovery = {
+                "restore_command": f"'cp {self.wal_archive}/%f %p'",
+                **{name: f"'{value}'" for name, value in target.items()},
+                "recovery_target_action": "'promote'",
+                "archive_mode": "off",  # a new timeline: archive it anew, after a new base backup
+                **cluster.settings,  # its own port and socket directory
+            }
+            cluster._configure(recovery)
+            cluster._as_owner("touch", cluster.data / "recovery.signal")
+            deadline = time.monotonic() + timeout
+            # pg_ctl returns once the copy is consistent (read-only connections); promotion comes after
+            # the target. A target the archive never reaches stops the server.
+            started = cluster._run(
+                "pg_ctl", "-D", cluster.data, "-l", cluster.log, "-w", "-t", "60", "start", check=False
+            )
+            while started.returncode != 0 or not cluster._promoted():
+                if started.returncode != 0 or time.monotonic() > deadline or not cluster.running():
+                    raise RuntimeError(f"recovery did not end in promotion:\n{cluster.log.read_text()[-3000:]}")
+                time.sleep(0.05)
+        except BaseException:
+            cluster.remove()
+            raise
+        return cluster
+
+    def _promoted(self) -> bool:
+        with contextlib.suppress(psycopg.OperationalError):  # starting up, or stopped
+            return not self.sql("SELECT pg_is_in_recovery()")[0][0]
+        return False
+
+    def _configure(self, settings: dict[str, str | int]) -> None:
+        """Appended to postgresql.conf: a later line overrides an earlier one."""
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
+
     def _run(self, program: str, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
-        command = [str(_bindir() / program), *map(str, args)]
+        return self._as_owner(_bindir() / program, *args, check=check)
+
+    def _as_owner(self, *command: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+        """A command run as the server's user."""
+        arguments = [str(part) for part in command]
         if self._as_postgres:
             shutil.chown(self.directory, "postgres")
-            command = ["runuser", "-u", "postgres", "--", *command]
-        return subprocess.run(command, check=check, capture_output=True, text=True, timeout=120)
+            arguments = ["runuser", "-u", "postgres", "--", *arguments]
+        return subprocess.run(arguments, check=check, capture_output=True, text=True, timeout=120)
