@@ -1,6 +1,7 @@
 ################################################################################
 # Restore drill (scripts/dr-drill aws <env>, .github/workflows/dr-drill.yml; docs/runbook.md,
-# "Restore drills"): its own GitHub OIDC role, trusted by the jobs of the GitHub environment
+# "Restore drills"): its own GitHub OIDC role (module.github_role["dr-drill"] in iam.tf, with the
+# environment isolation every GitHub role carries), trusted by the jobs of the GitHub environment
 # dr-drill-<env> only (restrict it to main; no reviewers, so the weekly run needs nobody).
 #
 # In RDS it may describe instances, restore titanic-<env> to a point in time into instances
@@ -77,31 +78,9 @@ data "aws_iam_policy_document" "dr_drill" {
   }
 }
 
-module "dr_drill_role" {
-  #checkov:skip=CKV_TF_1:Registry module pinned to its current major with "~>" (project policy): terraform-aws-modules releases are immutable tags, upgrades within the major are reviewed in the plan.
-  source  = "terraform-aws-modules/iam/aws//modules/iam-role"
-  version = "~> 6.0"
-
-  name            = "${local.name}-dr-drill"
-  use_name_prefix = false
-  description     = "GitHub Actions restore drill for ${local.name}: restore into, check and delete ${local.name}-drill-* RDS instances"
-
-  enable_github_oidc = true
-  oidc_subjects      = ["repo:${var.github_repository}:environment:dr-drill-${var.environment}"]
-
-  permissions_boundary = local.permissions_boundary_arn
-
-  create_inline_policy           = true
-  source_inline_policy_documents = [data.aws_iam_policy_document.dr_drill.json]
-
-  tags = local.tags
-
-  depends_on = [module.github_oidc_provider]
-}
-
 resource "aws_eks_access_entry" "dr_drill" {
   cluster_name  = module.eks.cluster_name
-  principal_arn = module.dr_drill_role.arn
+  principal_arn = module.github_role["dr-drill"].arn
 }
 
 resource "aws_eks_access_policy_association" "dr_drill" {
@@ -122,5 +101,5 @@ resource "aws_eks_access_policy_association" "dr_drill" {
 
 output "dr_drill_role_arn" {
   description = "Role the restore drill workflow assumes (GitHub OIDC): variable DR_DRILL_ROLE_ARN of the GitHub environment dr-drill-<env>."
-  value       = module.dr_drill_role.arn
+  value       = module.github_role["dr-drill"].arn
 }

@@ -30,12 +30,14 @@ locals {
       terraform      = ["${local.github_subject_prefix}:environment:terraform-dev"]
       terraform-plan = ["${local.github_subject_prefix}:pull_request", local.github_main]
       image-push     = [local.github_main, local.github_release]
+      dr-drill       = ["${local.github_subject_prefix}:environment:dr-drill-dev"]
     }
     prod = {
       deploy         = ["${local.github_subject_prefix}:environment:prod"]
       terraform      = ["${local.github_subject_prefix}:environment:terraform-prod"]
       terraform-plan = [local.github_main]
       image-push     = [local.github_main, local.github_release]
+      dr-drill       = ["${local.github_subject_prefix}:environment:dr-drill-prod"]
     }
   }
   github_subjects = local.github_subjects_by_environment[var.environment]
@@ -559,6 +561,12 @@ locals {
       subjects    = local.github_subjects.image-push
       policies    = {}
       inline      = data.aws_iam_policy_document.image_push.json
+    }
+    dr-drill = {
+      description = "GitHub Actions restore drill for ${local.name}: restore into, check and delete ${local.name}-drill-* RDS instances (dr_drill.tf)"
+      subjects    = local.github_subjects.dr-drill
+      policies    = {}
+      inline      = data.aws_iam_policy_document.dr_drill.json
     }
   }
   # The image builds push to the shared repository: its role lives where the repository does.

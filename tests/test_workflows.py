@@ -489,8 +489,19 @@ def workflow_roles():
         if "workflow_call" in document[True]:
             continue  # reached through its callers
         for github in scenarios(document):
-            found += list(assumed_roles(path, github))
+            for inputs in dispatch_inputs(document) if github["event_name"] == "workflow_dispatch" else [{}]:
+                found += list(assumed_roles(path, github, inputs))
     return found
+
+
+def dispatch_inputs(document):
+    """Every combination of a manual run's choice inputs (the other inputs at their defaults)."""
+    declared = (document[True]["workflow_dispatch"] or {}).get("inputs", {})
+    combinations = [{}]
+    for name, spec in declared.items():
+        values = spec.get("options") if spec.get("type") == "choice" else [spec.get("default")]
+        combinations = [{**combination, name: value} for combination in combinations for value in values]
+    return combinations
 
 
 def token_trusted(role, sub):
