@@ -11,7 +11,8 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/titanic
 export PATH := $(PATH):$(CURDIR)/$(TOOLS)/bin
 
 .PHONY: help venv tools run test test-sqlite test-postgres postgres system-packages static lint schema migrations-check \
-        hadolint secrets-scan k8s-check tf-check kind-e2e smoke bench bench-smoke bench-profile lock clean
+        hadolint secrets-scan k8s-check tf-check kind-e2e smoke compose-smoke bench bench-smoke bench-profile loadtest \
+        lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -96,6 +97,12 @@ bench-smoke: venv postgres system-packages ## a seconds-long run of the benchmar
 
 bench-profile: venv postgres system-packages ## instructions per cached read, layer by layer, under callgrind (docs/performance.md)
 	$(PY) -m bench.profile
+
+# URL= the deployment (default: the app started here on PostgreSQL), TOKEN= a DRF token for the writes;
+# LOADTEST_SECONDS, LOADTEST_USERS, LOADTEST_PROFILE, LOADTEST_REPORT (Markdown), ... : python -m loadtest --help
+loadtest: venv $(if $(URL),,postgres) ## the Locust load test against URL= or the app here; fails on a missed threshold
+	$(PY) -m loadtest $(if $(URL),--url "$(URL)")
+loadtest: export LOADTEST_TOKEN := $(or $(TOKEN),$(LOADTEST_TOKEN))
 
 lock: ## recompile requirements/*.txt from the .in files
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links base.in -o base.txt
