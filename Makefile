@@ -89,6 +89,9 @@ tf-check: venv tools ## parse, check and policy-scan the Terraform
 smoke: venv system-packages ## build the image with podman and smoke-test it against PostgreSQL
 	scripts/container-smoke
 
+compose-smoke: venv $(if $(filter docker,$(COMPOSE_ENGINE)),,system-packages) ## docker/compose.yaml up, contract suite, restart, down (podman here; COMPOSE_ENGINE=docker)
+	scripts/compose-smoke
+
 bench: venv postgres system-packages ## benchmark the API under gunicorn with wrk (see docs/performance.md)
 	$(PY) -m bench
 
