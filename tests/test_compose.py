@@ -198,3 +198,13 @@ def test_compose_dev_override_mounts_the_source_and_reloads(compose, compose_dev
     assert '-e DJANGO_DEBUG=1 -v "$PWD:/app:ro" "$IMAGE" python manage.py runserver' in smoke
     servers = json.loads((REPO / "docker" / "pgadmin-servers.json").read_text())["Servers"]
     assert [server["Host"] for server in servers.values()] == ["db"]
+
+
+def test_the_compose_ci_job_runs_the_same_script_with_docker():
+    ci = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    runs = [step["run"] for step in ci["jobs"]["compose"]["steps"] if "run" in step]
+    assert runs == ["make compose-smoke COMPOSE_ENGINE=docker"]
+    dry_run = ["make", "-n", "compose-smoke", "COMPOSE_ENGINE=docker"]
+    planned = subprocess.run(dry_run, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "scripts/compose-smoke" in planned
+    assert "install-system-packages" not in planned, "Docker needs none of the podman packages"

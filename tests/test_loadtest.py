@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from loadtest import MIX, PROFILES, format_mix, parse_mix
 from loadtest.thresholds import SETS, Endpoint, Latency, Measured, Thresholds, judge, table
@@ -200,3 +201,36 @@ def test_a_missed_threshold_fails_the_run(tmp_path):
     assert markdown.startswith("### Load test: FAILED")
     assert checks_of(markdown)["failed requests"] == "FAIL"
     assert "429" in markdown  # the most frequent failures are listed
+
+
+# --- where it runs ------------------------------------------------------------------------------
+
+
+def dry_run(*arguments):
+    return subprocess.run(["make", "-n", *arguments], cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+
+def test_make_loadtest_against_a_url_needs_no_local_postgresql():
+    assert "ensure-postgres" in dry_run("loadtest")
+    remote = dry_run("loadtest", "URL=https://dev.example.com", "TOKEN=secret-token")
+    assert "ensure-postgres" not in remote
+    assert '-m loadtest --url "https://dev.example.com"' in remote
+    assert "secret-token" not in remote, "the token goes through the environment, not the command line"
+
+
+def test_the_deploy_load_tests_dev_gently_and_prod_only_when_asked():
+    workflows = REPO / ".github" / "workflows"
+    deploy = yaml.safe_load((workflows / "deploy.yml").read_text())
+    assert deploy["jobs"]["dev"]["with"]["load-test"] is True
+    assert deploy["jobs"]["prod"]["with"]["load-test"] == "${{ inputs.load_test_prod == true }}"
+    assert deploy[True]["workflow_dispatch"]["inputs"]["load_test_prod"]["default"] is False
+    steps = yaml.safe_load((workflows / "deploy-environment.yml").read_text())["jobs"]["deploy"]["steps"]
+    names = [step.get("name", step.get("uses", "")) for step in steps]
+    deployed = next(i for i, step in enumerate(steps) if 'scripts/deploy "$ENVIRONMENT"' in step.get("run", ""))
+    load = next(i for i, step in enumerate(steps) if step.get("run", "").startswith("make loadtest"))
+    assert deployed < load, names
+    assert steps[load]["if"] == "inputs.load-test"
+    assert steps[load]["env"]["LOADTEST_PROFILE"] == "gentle" and "URL=" in steps[load]["run"]
+    assert PROFILES["gentle"].thresholds is None  # with a URL: the deployment set
+    summary = steps[load + 1]
+    assert summary["if"] == "always() && inputs.load-test" and "GITHUB_STEP_SUMMARY" in summary["run"]
