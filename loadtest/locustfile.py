@@ -103,6 +103,8 @@ def prepare(environment: Environment, **_: Any) -> None:
         environment.process_exit_code = 2
         if environment.runner is not None:
             environment.runner.quit()
+    elif environment.stats is not None:
+        environment.stats.reset_all()  # the run's clock starts now, after the warm-up
 
 
 class Reader(FastHttpUser):

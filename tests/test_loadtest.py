@@ -140,18 +140,26 @@ def every_check(endpoints):
     return {"failed requests", "throughput"} | {f"{name} {p}" for name in endpoints for p in ("p95", "p99")}
 
 
+def all_passed_with_writes(markdown):
+    """Every check passed; each write, and most reads, were judged (readers pick at random, so a short
+    run may miss a rare one)."""
+    checks = checks_of(markdown)
+    assert set(checks.values()) == {"pass"}, checks
+    assert every_check(WRITE_ENDPOINTS) <= set(checks) <= every_check(ENDPOINTS)
+    assert len(set(checks) & every_check(READ_ENDPOINTS)) >= 2 * 4, checks
+
+
 @pytest.mark.e2e
 def test_make_loadtest_starts_the_app_here_and_passes_the_local_thresholds(tmp_path):
     report = tmp_path / "loadtest.md"
     run = make_loadtest("LOADTEST_SECONDS=15", "LOADTEST_USERS=4", f"LOADTEST_REPORT={report}")
     output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-5000:]
+    assert run.returncode == 0, run.stderr[-4000:] + run.stdout[-3000:]
     assert "loadtest: the app under gunicorn" in output
     assert "loadtest: passed" in output and "(thresholds local)" in output
     markdown = report.read_text()
     assert markdown.startswith("### Load test: passed")
-    # Every endpoint, writes included: the local run makes its own token.
-    assert checks_of(markdown) == dict.fromkeys(every_check(ENDPOINTS), "pass")
+    all_passed_with_writes(markdown)  # the local run makes its own token
 
 
 @pytest.mark.e2e
@@ -170,9 +178,9 @@ def test_make_loadtest_against_a_url_with_a_token_leaves_nothing_behind(tmp_path
             )
             _, leftovers = server.request("GET", "/people?search=Loadtest")
     output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-5000:]
+    assert run.returncode == 0, run.stderr[-4000:] + run.stdout[-3000:]
     assert token not in output, "the token stays out of the output"
-    assert checks_of(report.read_text()) == dict.fromkeys(every_check(ENDPOINTS), "pass")
+    all_passed_with_writes(report.read_text())
     assert leftovers == b"[]", "the writer deletes every passenger it created"
 
 
@@ -196,7 +204,7 @@ def test_a_missed_threshold_fails_the_run(tmp_path):
                 timeout=180,
             )
     output = run.stdout + run.stderr
-    assert run.returncode == 1, output[-5000:]
+    assert run.returncode == 1, run.stderr[-4000:] + run.stdout[-3000:]
     assert "loadtest: FAILED" in output and "missed: failed requests" in output
     markdown = report.read_text()
     assert markdown.startswith("### Load test: FAILED")
