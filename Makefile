@@ -11,7 +11,8 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/titanic
 export PATH := $(PATH):$(CURDIR)/$(TOOLS)/bin
 
 .PHONY: help venv tools run test test-sqlite test-postgres postgres system-packages static lint schema migrations-check \
-        hadolint secrets-scan k8s-check tf-check kind-e2e smoke bench bench-smoke bench-profile dr-drill lock clean
+        hadolint secrets-scan k8s-check tf-check kind-e2e smoke compose-smoke bench bench-smoke bench-profile loadtest \
+        dr-drill lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -88,6 +89,9 @@ tf-check: venv tools ## parse, check and policy-scan the Terraform
 smoke: venv system-packages ## build the image with podman and smoke-test it against PostgreSQL
 	scripts/container-smoke
 
+compose-smoke: venv $(if $(filter docker,$(COMPOSE_ENGINE)),,system-packages) ## docker/compose.yaml up, contract suite, restart, down (podman here; COMPOSE_ENGINE=docker)
+	scripts/compose-smoke
+
 bench: venv postgres system-packages ## benchmark the API under gunicorn with wrk (see docs/performance.md)
 	$(PY) -m bench
 
@@ -99,6 +103,12 @@ bench-profile: venv postgres system-packages ## instructions per cached read, la
 
 dr-drill: venv static ## restore drill: point-in-time recovery of a PostgreSQL of its own under load; prints RTO and RPO (docs/runbook.md)
 	$(PY) -m tests.drill
+
+# URL= the deployment (default: the app started here on PostgreSQL), TOKEN= a DRF token for the writes;
+# LOADTEST_SECONDS, LOADTEST_USERS, LOADTEST_PROFILE, LOADTEST_REPORT (Markdown), ... : python -m loadtest --help
+loadtest: venv $(if $(URL),,postgres) ## the Locust load test against URL= or the app here; fails on a missed threshold
+	$(PY) -m loadtest $(if $(URL),--url "$(URL)")
+loadtest: export LOADTEST_TOKEN := $(or $(TOKEN),$(LOADTEST_TOKEN))
 
 lock: ## recompile requirements/*.txt from the .in files
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links base.in -o base.txt

@@ -1,17 +1,11 @@
-"""The container image and the compose stack.
+"""The container image: the smoke test builds and runs the real image with podman
+(scripts/container-smoke); the Dockerfile's rules are checked as text. The compose stack:
+tests/test_compose.py."""
 
-The smoke test builds and runs the real image with podman (scripts/container-smoke). Compose cannot
-run here (no Docker engine), so its file is checked for structure and for running the very commands
-the image and the smoke test run.
-"""
-
-import json
 import re
-import shlex
 import subprocess
 
 import pytest
-import yaml
 
 from tests.support import REPO, tool_path
 from tests.support.dockerfile import exec_form, healthcheck_command, instructions, stages
@@ -20,24 +14,12 @@ pytestmark = pytest.mark.infra
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 SMOKE = REPO / "scripts" / "container-smoke"
-MIGRATE = ["python", "manage.py", "migrate", "--noinput"]
-LOADCSV = ["python", "manage.py", "loadcsv"]
 SERVE = ["gunicorn", "--config", "titanic/gunicorn.conf.py", "titanic.wsgi"]
 
 
 @pytest.fixture(scope="module")
 def runtime():
     return stages(DOCKERFILE.read_text())[-1]
-
-
-@pytest.fixture(scope="module")
-def compose():
-    return yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
-
-
-@pytest.fixture(scope="module")
-def compose_dev():
-    return yaml.safe_load((REPO / "docker" / "compose.dev.yaml").read_text())
 
 
 # --- the image, built and run for real -------------------------------------------------------------
@@ -115,94 +97,3 @@ def test_build_context_is_an_allowlist_without_tests():
     }
     assert "passengers/tests/" in rules and "**/__pycache__/" in rules
     assert "titanic/settings_test.py" in rules
-
-
-# --- compose ----------------------------------------------------------------------------------------
-
-
-def test_compose_services_and_profiles(compose):
-    assert set(compose["services"]) == {"db", "migrate", "loadcsv", "api", "pgadmin"}
-    profiled = {name: service["profiles"] for name, service in compose["services"].items() if "profiles" in service}
-    assert profiled == {"pgadmin": ["tools"]}
-    assert compose["volumes"] == {"pgdata": None}
-
-
-def test_compose_database_is_postgres_16_on_a_named_volume(compose):
-    db = compose["services"]["db"]
-    assert db["image"] == "postgres:16"
-    assert db["volumes"] == ["pgdata:/var/lib/postgresql/data"]
-    assert db["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
-
-
-def test_compose_start_order(compose):
-    services = compose["services"]
-    conditions = {
-        name: {dependency: spec["condition"] for dependency, spec in service.get("depends_on", {}).items()}
-        for name, service in services.items()
-    }
-    assert conditions == {
-        "db": {},
-        "migrate": {"db": "service_healthy"},
-        "loadcsv": {"migrate": "service_completed_successfully"},
-        "api": {"db": "service_healthy", "loadcsv": "service_completed_successfully"},
-        "pgadmin": {"db": "service_healthy"},
-    }
-
-
-def test_compose_runs_the_commands_of_the_image_and_the_smoke_test(compose, runtime):
-    services = compose["services"]
-    assert services["migrate"]["command"] == MIGRATE
-    assert services["loadcsv"]["command"] == LOADCSV
-    (cmd,) = [args for name, args in runtime if name == "CMD"]
-    assert services["api"]["command"] == exec_form(cmd) == SERVE
-    smoke = SMOKE.read_text()
-    assert f'"$IMAGE" {shlex.join(MIGRATE)} ||' in smoke
-    assert f'"$IMAGE" {shlex.join(LOADCSV)} ||' in smoke
-    # The smoke test's server runs the image's default command, as the api service does.
-    assert re.search(r'podman run --detach .*\n.*"\$IMAGE" >/dev/null', smoke)
-
-
-def test_compose_app_services_share_one_hardened_image(compose):
-    for name in ("migrate", "loadcsv", "api"):
-        service = compose["services"][name]
-        assert service["image"] == "titanic-api:local"
-        assert service["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
-        assert service["read_only"] is True and service["tmpfs"] == ["/tmp"]
-        assert service["environment"]["DATABASE_URL"].endswith("@db:5432/titanic")
-        assert service["env_file"] == [{"path": "compose.env"}, {"path": "../.env", "required": False}]
-
-
-def test_compose_api_healthcheck_is_the_image_healthcheck(compose, runtime):
-    api = compose["services"]["api"]
-    assert api["healthcheck"]["test"] == ["CMD", *healthcheck_command(runtime)]
-    assert api["ports"] == ["127.0.0.1:8000:8000"]
-
-
-def test_compose_configuration_is_local_and_documented(compose):
-    defaults = dict(
-        line.split("=", 1)
-        for line in (REPO / "docker" / "compose.env").read_text().splitlines()
-        if line and not line.startswith("#")
-    )
-    assert defaults["DJANGO_SECRET_KEY"].startswith("local-")
-    # Plain HTTP on localhost, whatever .env says (.env.example carries the production defaults).
-    fixed = compose["services"]["api"]["environment"]
-    assert fixed["DJANGO_SECURE_SSL_REDIRECT"] == fixed["DJANGO_SESSION_COOKIE_SECURE"] == "0"
-    example = (REPO / ".env.example").read_text()
-    documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
-    assert set(defaults) | set(fixed) <= documented
-
-
-def test_compose_dev_override_mounts_the_source_and_reloads(compose, compose_dev):
-    services = compose_dev["services"]
-    assert set(services) <= set(compose["services"])
-    api = services["api"]
-    assert api["command"] == ["python", "manage.py", "runserver", "0.0.0.0:8000"]
-    assert api["environment"] == {"DJANGO_DEBUG": "1"}
-    for name in ("api", "migrate", "loadcsv"):
-        assert services[name]["volumes"] == ["..:/app:ro"]
-    # The smoke test runs this development mode too.
-    smoke = SMOKE.read_text()
-    assert '-e DJANGO_DEBUG=1 -v "$PWD:/app:ro" "$IMAGE" python manage.py runserver' in smoke
-    servers = json.loads((REPO / "docker" / "pgadmin-servers.json").read_text())["Servers"]
-    assert [server["Host"] for server in servers.values()] == ["db"]
