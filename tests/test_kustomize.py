@@ -38,6 +38,8 @@ WORKLOAD_KINDS = {"Deployment", "Job", "StatefulSet"}
 # Kinds that are not namespaced: the deploy identity's namespace-scoped rights cannot touch them.
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "NodePool", "EC2NodeClass", "GatewayClass"}
 PLACEHOLDER = "REPLACED-FROM-INFRA-ENV"  # what the components carry until infra-values fills them
+# Namespaces of controllers a cluster layer configures besides the app's (the local Envoy's settings).
+CONTROLLER_NAMESPACES = {"local": ["envoy-gateway-system"]}
 
 # URLs the public must reach through the ingress, and the ones it must never reach.
 PUBLIC_URLS = ["/", "/people", "/people/", "/api/docs/", "/api/schema/", "/api/redoc/", "/api-auth/login/", "/admin/"]
@@ -161,7 +163,8 @@ def test_the_deploy_applies_nothing_cluster_scoped_and_the_cluster_layer_owns_th
     assert [n["metadata"]["name"] for n in namespaces] == [NAMESPACES[overlay]]
     for o in cluster_objects(overlay):
         if o["kind"] not in CLUSTER_SCOPED:
-            assert o["metadata"]["namespace"] == NAMESPACES[overlay], (o["kind"], o["metadata"]["name"])
+            allowed = {NAMESPACES[overlay], *CONTROLLER_NAMESPACES.get(overlay, ())}
+            assert o["metadata"]["namespace"] in allowed, (o["kind"], o["metadata"]["name"])
 
 
 def test_every_object_is_in_the_environment_namespace(overlay):
@@ -192,7 +195,8 @@ def test_objects_validate_against_kubernetes_schemas(overlay):
 
 def test_custom_resources_validate_against_their_crds(overlay):
     custom = [o for o in objects(overlay) + cluster_objects(overlay) if (o["apiVersion"], o["kind"]) in crd_schemas()]
-    expected = {"HTTPRoute", "Gateway", "GatewayClass"} if overlay == "local" else {"ExternalSecret", "SecretStore"}
+    local = {"HTTPRoute", "Gateway", "GatewayClass", "EnvoyProxy"}
+    expected = local if overlay == "local" else {"ExternalSecret", "SecretStore"}
     expected |= set() if overlay == "local" else {"ServiceMonitor", "PrometheusRule", "NodePool", "EC2NodeClass"}
     assert {o["kind"] for o in custom} == expected
     for o in custom:
@@ -208,7 +212,9 @@ def test_crd_validation_rejects_unknown_and_mistyped_fields(overlay):
         unknown["spec"]["rules"][0]["matches"][0]["path"]["kind"] = "Exact"
         mistyped = json.loads(json.dumps(route))
         mistyped["spec"]["rules"][0]["matches"][0]["path"]["type"] = "Prefix"  # the ALB's word, not Gateway API's
-        for broken in (unknown, mistyped):
+        proxy = json.loads(json.dumps(one(overlay, "EnvoyProxy", layer="cluster")))
+        proxy["spec"]["provider"]["kubernetes"]["envoyService"]["type"] = "Internal"
+        for broken in (unknown, mistyped, proxy):
             with pytest.raises(jsonschema.ValidationError):
                 validate_custom_resource(broken)
         return
