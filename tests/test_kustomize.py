@@ -313,6 +313,12 @@ def test_probes_hit_real_routes_on_the_gunicorn_port(overlay):
             assert not get.get("httpHeaders"), "probes must not need Host header tricks"
 
 
+def alb_attributes(ingress, kind):
+    """The ALB attributes an Ingress annotation sets: kind "load-balancer" or "target-group"."""
+    value = ingress["metadata"]["annotations"][f"alb.ingress.kubernetes.io/{kind}-attributes"]
+    return dict(a.split("=") for a in value.split(","))
+
+
 def test_shutdown_chain(overlay):
     """ALB deregistration delay < preStop sleep; gunicorn's graceful timeout < grace period - preStop."""
     pod = one(overlay, "Deployment", "titanic-api")["spec"]["template"]["spec"]
@@ -322,10 +328,17 @@ def test_shutdown_chain(overlay):
         sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
         assert graceful < grace - sleep, (graceful, grace, sleep)
         for ingress in of_kind(overlay, "Ingress"):
-            attributes = ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-group-attributes"]
-            delay = int(dict(a.split("=") for a in attributes.split(","))["deregistration_delay.timeout_seconds"])
+            delay = int(alb_attributes(ingress, "target-group")["deregistration_delay.timeout_seconds"])
             assert delay < sleep, f"preStop {sleep} s must outlast the ALB's deregistration delay {delay} s"
             assert delay >= 10, "in-flight requests need time to finish at the ALB"
+
+
+def test_gunicorn_keeps_idle_connections_longer_than_the_alb(overlay):
+    """The target's keep-alive must outlast the load balancer's idle timeout (ELB User Guide,
+    "Connection idle timeout"), or gunicorn closes connections the ALB still sends requests on: 502s."""
+    only_for(EKS, overlay)
+    idle = int(alb_attributes(one(overlay, "Ingress"), "load-balancer")["idle_timeout.timeout_seconds"])
+    assert gunicorn_config(overlay)["keepalive"] > idle, (gunicorn_config(overlay)["keepalive"], idle)
 
 
 def test_alb_targets_wait_for_the_readiness_gate(overlay):
