@@ -32,6 +32,7 @@ RESOURCES = {
     "Deployment": ("apps", "deployments"),
     "StatefulSet": ("apps", "statefulsets"),
     "Job": ("batch", "jobs"),
+    "CronJob": ("batch", "cronjobs"),
     "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
     "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
