@@ -7,6 +7,7 @@ daemon, which the project's build machines lack; the kind-e2e CI job runs it.
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -240,3 +241,16 @@ def test_the_reachability_rules_catch_a_load_balancer_service():
     assert not gateway_programmed(load_balancer, script, "titanic", "titanic-local")
     verified = script.replace("--kubelet-insecure-tls", "")
     assert not metrics_api_available(rendered, verified, "v1beta1.metrics.k8s.io", None)
+
+
+def test_the_scale_in_can_happen_within_the_wait():
+    """After the load, the HPA removes pods only once its scale-down window has passed (plus a sync
+    period and a metrics scrape, 15 s each by default), and the Deployment counts a pod gone when it
+    starts terminating; the base's 300 s window alone would outlast the script's wait."""
+    hpa = next(o for o in objects("local") if o["kind"] == "HorizontalPodAutoscaler")
+    window = hpa["spec"].get("behavior", {}).get("scaleDown", {}).get("stabilizationWindowSeconds", 300)
+    match = re.search(r"^SCALE_IN_SECONDS=(\d+)$", SCRIPT.read_text(), re.MULTILINE)
+    assert match, "scripts/kind-e2e sets no SCALE_IN_SECONDS"
+    wait = int(match.group(1))
+    assert window + 15 + 15 < wait, (window, wait)
+    assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"], "the load test must have room to scale out"

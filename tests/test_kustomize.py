@@ -282,22 +282,26 @@ def test_every_checkov_skip_is_justified(overlay):
 # --- workload invariants -----------------------------------------------------------------------------
 
 
+def assert_hardened(name, pod):
+    """Pod Security "restricted" and more: non-root UID 10001, read-only, no capabilities, sized."""
+    assert pod["automountServiceAccountToken"] is False, name
+    assert pod["securityContext"]["runAsNonRoot"] is True, name
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+    for c in all_containers(pod):
+        sc = c["securityContext"]
+        assert sc["runAsNonRoot"] is True, (name, c["name"])
+        assert sc["runAsUser"] == 10001, (name, c["name"])
+        assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
+        assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
+        assert sc.get("privileged", False) is False, (name, c["name"])
+        assert sc["capabilities"] == {"drop": ["ALL"]}, (name, c["name"])
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c["resources"][kind]), (name, c["name"], kind)
+
+
 def test_pods_run_hardened(overlay):
     for workload, pod in pod_specs(overlay):
-        name = workload["metadata"]["name"]
-        assert pod["automountServiceAccountToken"] is False, name
-        assert pod["securityContext"]["runAsNonRoot"] is True, name
-        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
-        for c in all_containers(pod):
-            sc = c["securityContext"]
-            assert sc["runAsNonRoot"] is True, (name, c["name"])
-            assert sc["runAsUser"] == 10001, (name, c["name"])
-            assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
-            assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
-            assert sc.get("privileged", False) is False, (name, c["name"])
-            assert sc["capabilities"] == {"drop": ["ALL"]}, (name, c["name"])
-            for kind in ("requests", "limits"):
-                assert {"cpu", "memory"} <= set(c["resources"][kind]), (name, c["name"], kind)
+        assert_hardened(workload["metadata"]["name"], pod)
 
 
 def test_images_are_pinned(overlay):
@@ -692,3 +696,131 @@ def test_kustomizations_use_current_fields_only(overlay):
     if overlay in EKS:
         assert overlay_kustomization["components"][-1].endswith("infra-values"), "infra-values must come last"
     assert [i["name"] for i in overlay_kustomization["images"]] == ["titanic-api"]
+
+
+# --- the first install (kustomize/README.md, "First install") -------------------------------------------
+
+BOOTSTRAP = KUSTOMIZE / "bootstrap"
+# The controllers' ServiceAccounts (namespace, name) as each Helm release creates them: the Pod Identity
+# associations in terraform/ must name the same. Karpenter's is the chart's default, the release name.
+HELM_SERVICE_ACCOUNTS = {
+    "karpenter": ("kube-system", "karpenter"),
+    "aws-load-balancer-controller": ("kube-system", "aws-load-balancer-controller"),
+    "external-secrets": ("external-secrets", "external-secrets"),
+    "external-dns": ("external-dns", "external-dns"),
+}
+# Associations agreed in the team's interfaces (issue 25: the app's identities; issue 24: ExternalDNS)
+# that the Terraform side adds; until that is merged their absence is an expected failure.
+AGREED_ASSOCIATIONS = {("external-dns", "external-dns"), ("{app}", "titanic-api"), ("{app}", "titanic-migrate")}
+
+
+def first_install_commands():
+    """The shell commands of the procedure's code blocks, continuation lines (\\ and |) joined."""
+    section = (KUSTOMIZE / "README.md").read_text().split("## First install", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(line.strip() for line in section.splitlines() if line.startswith(" " * 7))
+    return re.sub(r"(\\|\|)\n", r"\1 ", code).replace("\\ ", " ").splitlines()
+
+
+def helm_releases(environment):
+    """release -> (namespace, version, merged values) of every `helm upgrade --install` in the procedure."""
+    releases = {}
+    for command in first_install_commands():
+        if not command.startswith("helm upgrade --install"):
+            continue
+        words = command.replace('"', "").replace("$env", environment).split()
+        release = words[3]
+        assert "--version" in words, f"helm release {release} has no pinned --version"
+        values = {}
+        for path in (words[i + 1] for i, w in enumerate(words) if w == "-f"):
+            assert (REPO / path).is_file(), f"{release}: {path} does not exist"
+            values.update(yaml.safe_load((REPO / path).read_text()))
+        releases[release] = (words[words.index("--namespace") + 1], words[words.index("--version") + 1], values)
+    return releases
+
+
+def test_every_controller_is_installed_pinned_with_existing_values(overlay):
+    only_for(EKS, overlay)
+    releases = helm_releases(overlay)
+    assert set(releases) == {*HELM_SERVICE_ACCOUNTS, "kube-prometheus-stack"}
+    versions = (KUSTOMIZE / "README.md").read_text().split("## Versions", 1)[1].split("\n## ", 1)[0]
+    for release, (_, version, _) in releases.items():
+        assert version in versions, f"{release} {version} is not in the Versions table"
+    ingress = one(overlay, "Ingress")
+    assert releases["external-dns"][2]["sources"] == ["ingress"], "ExternalDNS publishes the Ingress's host"
+    assert releases["external-dns"][2]["policy"] == "upsert-only"
+    assert ingress["spec"]["rules"][0]["host"] == app_config(overlay)["DJANGO_ALLOWED_HOSTS"]
+
+
+def test_karpenter_fits_the_managed_node_group(overlay):
+    """Karpenter runs only on the managed nodes, one replica per node (the chart's required node
+    affinity and hostname anti-affinity): more replicas than dev's one node stay Pending. It must
+    not need CoreDNS, which may run on the nodes it manages."""
+    only_for(EKS, overlay)
+    values = helm_releases(overlay)["karpenter"][2]
+    tfvars = (REPO / "terraform" / "envs" / f"{overlay}.tfvars").read_text()
+    minimum = int(re.search(r"^node_min_size\s*=\s*(\d+)", tfvars, re.MULTILINE).group(1))
+    assert 1 <= values["replicas"] <= minimum, (values["replicas"], minimum)
+    assert values["dnsPolicy"] == "Default"
+
+
+def test_the_controllers_service_accounts_have_pod_identities(overlay):
+    """Each controller's ServiceAccount (and the app's two) is one that Terraform associates with a role."""
+    only_for(EKS, overlay)
+    releases = helm_releases(overlay)
+    wanted = set()
+    for release, (namespace, default_name) in HELM_SERVICE_ACCOUNTS.items():
+        installed_in, _, values = releases[release]
+        name = values.get("serviceAccount", {}).get("name") or default_name
+        assert (installed_in, name) == (namespace, default_name), release
+        wanted.add((namespace, name))
+    wanted |= {("{app}", o["metadata"]["name"]) for o in of_kind(overlay, "ServiceAccount")}
+    terraform = "".join(path.read_text() for path in (REPO / "terraform").glob("*.tf"))
+    found = set(re.findall(r'namespace\s*=\s*"([^"]+)"\s*\n\s*service_account\s*=\s*"([^"]+)"', terraform))
+    found = {("{app}" if "local.app_namespace" in ns or ns.startswith("titanic-") else ns, sa) for ns, sa in found}
+    found |= {
+        ("{app}", sa)
+        for sa in re.findall(r'namespace\s*=\s*local\.app_namespace\s*\n\s*service_account\s*=\s*"([^"]+)"', terraform)
+    }
+    missing = wanted - found
+    assert missing <= AGREED_ASSOCIATIONS, (
+        f"no Pod Identity association in terraform/ for {missing - AGREED_ASSOCIATIONS}"
+    )
+    if missing:
+        pytest.xfail(f"{sorted(missing)}: agreed with the Terraform side (issues 24, 25), not merged yet")
+
+
+def kubectl_run_pod():
+    """The pod `kubectl run ... --overrides "$(cat kustomize/bootstrap/dbroles-pod.json)"` creates:
+    what kubectl run makes from its flags, with the overrides merged as a strategic merge patch."""
+    [command] = [c for c in first_install_commands() if "kubectl run" in c]
+    run = command[command.index("kubectl run") :].split()
+    assert "--override-type=strategic" in run and '"$(cat' in run
+    labels = dict(pair.split("=") for pair in run[run.index("--labels") + 1].split(","))
+    name = run[2]
+    container = {"name": name, "image": "titanic-api:" + "0" * 40, "stdin": True, "stdinOnce": True}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}}
+    pod["spec"] = {"containers": [container], "restartPolicy": "Never"}
+    overrides = json.loads((BOOTSTRAP / "dbroles-pod.json").read_text())
+    for key, value in overrides["spec"].items():
+        if key == "containers":
+            [patch] = [c for c in value if c["name"] == name]  # merged by name
+            container.update(patch)
+        else:
+            pod["spec"][key] = value
+    return pod
+
+
+def test_the_database_roles_pod_passes_pod_security_and_the_network_policies(overlay):
+    only_for(EKS, overlay)
+    pod = kubectl_run_pod()
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    assert_hardened("dbroles", pod["spec"])
+    [container] = pod["spec"]["containers"]
+    assert container["stdin"] is True and "read -r DATABASE_URL" in container["command"][-1]
+    assert not [e for e in container.get("env", []) if e["name"] == "DATABASE_URL"], "the URL comes from stdin only"
+    assert container["command"][-1].endswith("python manage.py dbroles")
+    labels = pod["metadata"]["labels"].items()
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(overlay, "NetworkPolicy")}
+    assert policies["titanic-api-egress"]["podSelector"]["matchLabels"].items() <= labels
+    assert not policies["titanic-api-ingress"]["podSelector"]["matchLabels"].items() <= labels
+    assert not one(overlay, "Service", "titanic-api")["spec"]["selector"].items() <= labels
