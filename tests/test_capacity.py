@@ -1,8 +1,10 @@
-"""Node capacity: prod at its peak fits the Karpenter NodePool, and kustomize/README.md says so.
+"""Node capacity: prod at its peak fits the Karpenter NodePool and its namespace quota, and
+kustomize/README.md says so.
 
-The peak is the app at HPA maximum plus the rolling-update surge plus the migrate Job, plus an
-add-on budget, on the smallest nodes the NodePool may launch. The table this test builds from the
-rendered manifests must appear verbatim in kustomize/README.md ("Node capacity").
+The peak is tests.support.kubernetes.rollout_peak: a rollout at HPA maximum (max + surge + every
+old pod still terminating) plus one run of each Job and CronJob, plus an add-on budget, on the
+smallest nodes the NodePool may launch. The table this test builds from the rendered manifests must
+appear verbatim in kustomize/README.md ("Node capacity").
 """
 
 import math
@@ -10,7 +12,7 @@ import math
 import pytest
 
 from tests.support import REPO
-from tests.support.kubernetes import one
+from tests.support.kubernetes import one, pod_need, quantity, rollout_peak
 
 pytestmark = pytest.mark.infra
 
@@ -29,53 +31,61 @@ ADDONS_CPU_M, ADDONS_MEMORY_MI = 1500, 3072
 # For the NodePool limit: a 2-vCPU node may be an m6g.large (8 GiB), and Karpenter launches a
 # replacement before it drains a node (consolidation, drift, expiry): up to the largest, 8 vCPU/32 GiB.
 LIMIT_NODE_MEMORY_MI, LARGEST_CPU_M, LARGEST_MEMORY_MI = 8192, 8000, 32768
+MI = 2**20
 
 
-def quantity(value, unit):
-    value = str(value)
-    factors = {"m": 1e-3, "Mi": 2**20, "Gi": 2**30}
-    number = next((float(value[: -len(s)]) * f for s, f in factors.items() if value.endswith(s)), None)
-    number = float(value) if number is None else number
-    return number * 1000 if unit == "m" else number / 2**20
-
-
-def requests(pod):
-    main = [c["resources"]["requests"] for c in pod["containers"]]
-    init = [c["resources"]["requests"] for c in pod.get("initContainers", [])]
-    cpu = max([sum(quantity(r["cpu"], "m") for r in main)] + [quantity(r["cpu"], "m") for r in init])
-    memory = max([sum(quantity(r["memory"], "Mi") for r in main)] + [quantity(r["memory"], "Mi") for r in init])
+def need(pods, kind):
+    """(millicores, MiB) that `pods` (rollout_peak entries) count for `kind` (requests or limits)."""
+    cpu = sum(count * pod_need(pod, kind, "cpu") for _, count, pod in pods) * 1000
+    memory = sum(count * pod_need(pod, kind, "memory") for _, count, pod in pods) / MI
     return cpu, memory
 
 
 def table():
-    app = one("prod", "Deployment", "titanic-api")["spec"]
-    maximum = one("prod", "HorizontalPodAutoscaler")["spec"]["maxReplicas"]
-    surge = math.ceil(maximum * int(app["strategy"]["rollingUpdate"]["maxSurge"].rstrip("%")) / 100)
-    app_cpu, app_memory = requests(app["template"]["spec"])
-    job_cpu, job_memory = requests(one("prod", "Job")["spec"]["template"]["spec"])
-    pods = maximum + surge
-    cpu = pods * app_cpu + job_cpu + ADDONS_CPU_M
-    memory = pods * app_memory + job_memory + ADDONS_MEMORY_MI
+    peak = rollout_peak("prod")
+    app, jobs = peak[:3], peak[3:]  # max, surge, terminating: the app's pods; then one run of each job
+    app_pods = sum(count for _, count, _ in app)
+    app_cpu, app_memory = need(app[:1], "requests")
+    cpu, memory = need(peak, "requests")
+    limits_cpu, limits_memory = need(peak, "limits")
+    node_cpu, node_memory = cpu + ADDONS_CPU_M, memory + ADDONS_MEMORY_MI
     free_cpu, free_memory = ALLOCATABLE_CPU_M - DAEMONSETS_CPU_M, ALLOCATABLE_MEMORY_MI - DAEMONSETS_MEMORY_MI
-    nodes = max(math.ceil(cpu / free_cpu), math.ceil(memory / free_memory)) + 1  # +1: imperfect packing
-    limits = one("prod", "NodePool", layer="cluster")["spec"]["limits"]
-    limit_cpu, limit_memory = quantity(limits["cpu"], "m"), quantity(limits["memory"], "Mi")
+    nodes = max(math.ceil(node_cpu / free_cpu), math.ceil(node_memory / free_memory)) + 1  # +1: imperfect packing
+    pool = one("prod", "NodePool", layer="cluster")["spec"]["limits"]
+    pool_cpu, pool_memory = quantity(pool["cpu"]) * 1000, quantity(pool["memory"]) / MI
     peak_cpu = nodes * NODE_CPU_M + LARGEST_CPU_M
     peak_memory = nodes * LIMIT_NODE_MEMORY_MI + LARGEST_MEMORY_MI
-    app = f"{maximum} + {surge} = {pods} x {app_cpu:.0f}m / {app_memory:.0f}Mi"
-    peak = f"{peak_cpu // 1000} vCPU / {peak_memory // 1024} GiB"
+    hard = one("prod", "ResourceQuota", layer="cluster")["spec"]["hard"]
+
+    def quota(kind):
+        return f"{quantity(hard[kind + '.cpu']) * 1000:.0f}m / {quantity(hard[kind + '.memory']) / MI:.0f}Mi"
+
+    counts = " + ".join(str(count) for _, count, _ in app)
+    size = app[0][1]
     rows = [
-        ("App pods at peak: HPA max + 25 % surge", app),
-        ("Migrate Job", f"{job_cpu:.0f}m / {job_memory:.0f}Mi"),
+        (
+            "App pods at peak: HPA max + 25 % surge + old pods terminating",
+            f"{counts} = {app_pods} x {app_cpu / size:.0f}m / {app_memory / size:.0f}Mi",
+        ),
+        *(
+            (f"One run of {name}", "{:.0f}m / {:.0f}Mi".format(*need([(name, 1, pod)], "requests")))
+            for name, _, pod in jobs
+        ),
+        ("Namespace quota: pods", f"{sum(count for _, count, _ in peak)} of {hard['pods']}"),
+        ("Namespace quota: requests", f"{cpu:.0f}m / {memory:.0f}Mi of {quota('requests')}"),
+        ("Namespace quota: limits", f"{limits_cpu:.0f}m / {limits_memory:.0f}Mi of {quota('limits')}"),
         ("Add-ons that may land on these nodes (assumed)", f"{ADDONS_CPU_M}m / {ADDONS_MEMORY_MI}Mi"),
-        ("Requests at peak", f"{cpu:.0f}m / {memory:.0f}Mi"),
+        ("Requests on the nodes at peak", f"{node_cpu:.0f}m / {node_memory:.0f}Mi"),
         ("Free on a 2-vCPU node after DaemonSets (assumed 300m / 300Mi)", f"{free_cpu}m / {free_memory}Mi"),
         ("Nodes needed (+1 for imperfect packing)", f"{nodes}"),
-        ("Node capacity at peak, with one 8-vCPU replacement node", peak),
-        ("NodePool limits", f"{limit_cpu / 1000:.0f} vCPU / {limit_memory / 1024:.0f} GiB"),
+        (
+            "Node capacity at peak, with one 8-vCPU replacement node",
+            f"{peak_cpu // 1000} vCPU / {peak_memory // 1024} GiB",
+        ),
+        ("NodePool limits", f"{pool_cpu / 1000:.0f} vCPU / {pool_memory / 1024:.0f} GiB"),
     ]
     lines = ["| | prod |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
-    return "\n".join(lines), (peak_cpu, peak_memory), (limit_cpu, limit_memory)
+    return "\n".join(lines), (peak_cpu, peak_memory), (pool_cpu, pool_memory)
 
 
 def test_prod_at_its_peak_fits_the_nodepool_limits():

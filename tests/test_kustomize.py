@@ -5,11 +5,13 @@ Each kustomization is rendered once per session (`kubectl kustomize`); checkov r
 `overlays/<env>` is what scripts/deploy applies; `cluster/<env>` what an administrator applies first.
 """
 
+import base64
 import functools
 import json
 import re
 import runpy
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import jsonschema
@@ -29,21 +31,30 @@ from tests.support.kubernetes import (
     objects,
     of_kind,
     one,
+    pod_need,
+    quantity,
     render,
+    rollout_peak,
 )
 
 KUBERNETES_VERSION = "1.35.0"  # pinned by Terraform
 EKS = ["dev", "prod"]  # the overlays behind the ALB, with External Secrets and monitoring
-WORKLOAD_KINDS = {"Deployment", "Job", "StatefulSet"}
+WORKLOAD_KINDS = {"Deployment", "Job", "StatefulSet", "CronJob"}
+CLEANUP = "titanic-api-clear-idempotency-keys"  # the hourly CronJob (manage.py clearidempotencykeys)
 # Kinds that are not namespaced: the deploy identity's namespace-scoped rights cannot touch them.
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "NodePool", "EC2NodeClass", "GatewayClass"}
 PLACEHOLDER = "REPLACED-FROM-INFRA-ENV"  # what the components carry until infra-values fills them
+# Namespaces of controllers a cluster layer configures besides the app's (the local Envoy's settings).
+CONTROLLER_NAMESPACES = {"local": ["envoy-gateway-system"]}
 
 # URLs the public must reach through the ingress, and the ones it must never reach.
 PUBLIC_URLS = ["/", "/people", "/people/", "/api/docs/", "/api/schema/", "/api/redoc/", "/api-auth/login/", "/admin/"]
 PRIVATE_URLS = ["/metrics", "/metrics/", "/health", "/ready"]
 # Settings read by a library rather than titanic/*.py: name -> the module whose source reads it.
 LIBRARY_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client"}
+# Settings agreed in the team's interfaces (RDS IAM database authentication, issue 25) that the app
+# reads once that work is merged; until then their absence from titanic/*.py is an expected failure.
+AGREED_SETTINGS = {"DATABASE_IAM_AUTH", "AWS_REGION"}
 
 pytestmark = [pytest.mark.infra, pytest.mark.parametrize("overlay", OVERLAYS)]
 
@@ -56,10 +67,16 @@ def only_for(overlays, overlay):
         pytest.skip(f"not rendered by overlays/{overlay}")
 
 
+def pod_template(workload):
+    """A workload's pod template (a CronJob's is in its Job template)."""
+    spec = workload["spec"]["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else workload["spec"]
+    return spec["template"]
+
+
 def pod_specs(overlay):
     for o in objects(overlay):
         if o["kind"] in WORKLOAD_KINDS:
-            yield o, o["spec"]["template"]["spec"]
+            yield o, pod_template(o)["spec"]
 
 
 def all_containers(pod):
@@ -143,7 +160,7 @@ def library_reads(name):
 def test_overlay_renders(overlay):
     kinds = {o["kind"] for o in objects(overlay)}
     assert {"Deployment", "Service", "ServiceAccount", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
-    assert {"ConfigMap", "Job"} <= kinds
+    assert {"ConfigMap", "Job", "CronJob"} <= kinds
     for layer in ("overlays", "cluster"):
         assert "REPLACED-FROM-" not in render(overlay, layer), "a value from infra.yaml was not filled in"
         assert not [
@@ -161,7 +178,8 @@ def test_the_deploy_applies_nothing_cluster_scoped_and_the_cluster_layer_owns_th
     assert [n["metadata"]["name"] for n in namespaces] == [NAMESPACES[overlay]]
     for o in cluster_objects(overlay):
         if o["kind"] not in CLUSTER_SCOPED:
-            assert o["metadata"]["namespace"] == NAMESPACES[overlay], (o["kind"], o["metadata"]["name"])
+            allowed = {NAMESPACES[overlay], *CONTROLLER_NAMESPACES.get(overlay, ())}
+            assert o["metadata"]["namespace"] in allowed, (o["kind"], o["metadata"]["name"])
 
 
 def test_every_object_is_in_the_environment_namespace(overlay):
@@ -192,7 +210,8 @@ def test_objects_validate_against_kubernetes_schemas(overlay):
 
 def test_custom_resources_validate_against_their_crds(overlay):
     custom = [o for o in objects(overlay) + cluster_objects(overlay) if (o["apiVersion"], o["kind"]) in crd_schemas()]
-    expected = {"HTTPRoute", "Gateway", "GatewayClass"} if overlay == "local" else {"ExternalSecret", "SecretStore"}
+    local = {"HTTPRoute", "Gateway", "GatewayClass", "EnvoyProxy"}
+    expected = local if overlay == "local" else {"ExternalSecret", "SecretStore"}
     expected |= set() if overlay == "local" else {"ServiceMonitor", "PrometheusRule", "NodePool", "EC2NodeClass"}
     assert {o["kind"] for o in custom} == expected
     for o in custom:
@@ -208,7 +227,9 @@ def test_crd_validation_rejects_unknown_and_mistyped_fields(overlay):
         unknown["spec"]["rules"][0]["matches"][0]["path"]["kind"] = "Exact"
         mistyped = json.loads(json.dumps(route))
         mistyped["spec"]["rules"][0]["matches"][0]["path"]["type"] = "Prefix"  # the ALB's word, not Gateway API's
-        for broken in (unknown, mistyped):
+        proxy = json.loads(json.dumps(one(overlay, "EnvoyProxy", layer="cluster")))
+        proxy["spec"]["provider"]["kubernetes"]["envoyService"]["type"] = "Internal"
+        for broken in (unknown, mistyped, proxy):
             with pytest.raises(jsonschema.ValidationError):
                 validate_custom_resource(broken)
         return
@@ -261,22 +282,26 @@ def test_every_checkov_skip_is_justified(overlay):
 # --- workload invariants -----------------------------------------------------------------------------
 
 
+def assert_hardened(name, pod):
+    """Pod Security "restricted" and more: non-root UID 10001, read-only, no capabilities, sized."""
+    assert pod["automountServiceAccountToken"] is False, name
+    assert pod["securityContext"]["runAsNonRoot"] is True, name
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+    for c in all_containers(pod):
+        sc = c["securityContext"]
+        assert sc["runAsNonRoot"] is True, (name, c["name"])
+        assert sc["runAsUser"] == 10001, (name, c["name"])
+        assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
+        assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
+        assert sc.get("privileged", False) is False, (name, c["name"])
+        assert sc["capabilities"] == {"drop": ["ALL"]}, (name, c["name"])
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c["resources"][kind]), (name, c["name"], kind)
+
+
 def test_pods_run_hardened(overlay):
     for workload, pod in pod_specs(overlay):
-        name = workload["metadata"]["name"]
-        assert pod["automountServiceAccountToken"] is False, name
-        assert pod["securityContext"]["runAsNonRoot"] is True, name
-        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
-        for c in all_containers(pod):
-            sc = c["securityContext"]
-            assert sc["runAsNonRoot"] is True, (name, c["name"])
-            assert sc["runAsUser"] == 10001, (name, c["name"])
-            assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
-            assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
-            assert sc.get("privileged", False) is False, (name, c["name"])
-            assert sc["capabilities"] == {"drop": ["ALL"]}, (name, c["name"])
-            for kind in ("requests", "limits"):
-                assert {"cpu", "memory"} <= set(c["resources"][kind]), (name, c["name"], kind)
+        assert_hardened(workload["metadata"]["name"], pod)
 
 
 def test_images_are_pinned(overlay):
@@ -307,6 +332,12 @@ def test_probes_hit_real_routes_on_the_gunicorn_port(overlay):
             assert not get.get("httpHeaders"), "probes must not need Host header tricks"
 
 
+def alb_attributes(ingress, kind):
+    """The ALB attributes an Ingress annotation sets: kind "load-balancer" or "target-group"."""
+    value = ingress["metadata"]["annotations"][f"alb.ingress.kubernetes.io/{kind}-attributes"]
+    return dict(a.split("=") for a in value.split(","))
+
+
 def test_shutdown_chain(overlay):
     """ALB deregistration delay < preStop sleep; gunicorn's graceful timeout < grace period - preStop."""
     pod = one(overlay, "Deployment", "titanic-api")["spec"]["template"]["spec"]
@@ -316,10 +347,17 @@ def test_shutdown_chain(overlay):
         sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
         assert graceful < grace - sleep, (graceful, grace, sleep)
         for ingress in of_kind(overlay, "Ingress"):
-            attributes = ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-group-attributes"]
-            delay = int(dict(a.split("=") for a in attributes.split(","))["deregistration_delay.timeout_seconds"])
+            delay = int(alb_attributes(ingress, "target-group")["deregistration_delay.timeout_seconds"])
             assert delay < sleep, f"preStop {sleep} s must outlast the ALB's deregistration delay {delay} s"
             assert delay >= 10, "in-flight requests need time to finish at the ALB"
+
+
+def test_gunicorn_keeps_idle_connections_longer_than_the_alb(overlay):
+    """The target's keep-alive must outlast the load balancer's idle timeout (ELB User Guide,
+    "Connection idle timeout"), or gunicorn closes connections the ALB still sends requests on: 502s."""
+    only_for(EKS, overlay)
+    idle = int(alb_attributes(one(overlay, "Ingress"), "load-balancer")["idle_timeout.timeout_seconds"])
+    assert gunicorn_config(overlay)["keepalive"] > idle, (gunicorn_config(overlay)["keepalive"], idle)
 
 
 def test_alb_targets_wait_for_the_readiness_gate(overlay):
@@ -349,24 +387,26 @@ def test_metrics_dir_is_a_memory_volume(overlay):
 
 def test_config_keys_are_settings_the_app_reads(overlay):
     read = settings_the_app_reads()
+    unread = set()
     for key in app_config(overlay):
         if key in LIBRARY_SETTINGS:
             assert library_reads(key), f"{LIBRARY_SETTINGS[key]} no longer reads {key}"
-        else:
-            assert key in read, f"ConfigMap key {key} is read nowhere in titanic/*.py"
+        elif key not in read:
+            unread.add(key)
     if overlay == "local":
         secret = next(s for s in of_kind(overlay, "Secret") if s["metadata"]["name"].startswith("titanic-api-"))
         assert set(secret["data"]) == {"DATABASE_URL", "DJANGO_SECRET_KEY"} <= read
-        return
-    secret = one(overlay, "ExternalSecret", "titanic-api")["spec"]["target"]
-    assert secret["name"] == "titanic-api"
-    assert set(secret["template"]["data"]) == {"DATABASE_URL", "DJANGO_SECRET_KEY"} <= read
+    else:
+        external = one(overlay, "ExternalSecret", "titanic-api")["spec"]
+        assert external["target"]["name"] == "titanic-api"
+        assert {d["secretKey"] for d in external["data"]} == {"DJANGO_SECRET_KEY"} <= read
+    assert unread <= AGREED_SETTINGS, f"ConfigMap keys read nowhere in titanic/*.py: {unread - AGREED_SETTINGS}"
+    if unread:
+        pytest.xfail(f"{sorted(unread)}: agreed with issue 25 (RDS IAM auth), read by titanic/ once it is merged")
 
 
 def test_local_database_is_the_in_cluster_postgresql(overlay):
     only_for(["local"], overlay)
-    import base64
-
     secret = next(s for s in of_kind(overlay, "Secret") if s["metadata"]["name"].startswith("titanic-api-"))
     url = base64.b64decode(secret["data"]["DATABASE_URL"]).decode()
     assert re.fullmatch(r"postgres://titanic:local-only-[\w-]+@postgres:5432/titanic", url), url
@@ -380,20 +420,72 @@ def test_local_database_is_the_in_cluster_postgresql(overlay):
     assert not of_kind(overlay, "Ingress")
 
 
-def test_database_url_template(overlay):
-    only_for(EKS, overlay)
-    secret = one(overlay, "ExternalSecret", "titanic-api")
-    url = secret["spec"]["target"]["template"]["data"]["DATABASE_URL"]
-    assert "(.username | urlquery)" in url
-    assert "(.password | urlquery)" in url
-    assert "postgres://%s:%s@%s:5432/titanic?sslmode=require" in url  # pragma: allowlist secret
-    host = url.split('"')[3]
-    assert re.fullmatch(r"[a-z0-9.-]+", host), host
-    keys = {d["secretKey"]: d["remoteRef"] for d in secret["spec"]["data"]}
-    assert keys["username"]["key"] == keys["password"]["key"]
-    assert keys["django_secret_key"]["key"] == f"titanic/{overlay}/django-secret-key"
-    store = one(overlay, "SecretStore", secret["spec"]["secretStoreRef"]["name"])
+def container_env(overlay, container, name):
+    """What `name` is in a container: its own env entry, else the last envFrom source that has it."""
+    for entry in container.get("env", []):
+        if entry["name"] == name:
+            return entry["value"]
+    value = None
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            value = one(overlay, "ConfigMap", source["configMapRef"]["name"])["data"].get(name, value)
+        else:
+            secrets = [s for s in of_kind(overlay, "Secret") if s["metadata"]["name"] == source["secretRef"]["name"]]
+            if secrets and name in secrets[0].get("data", {}):
+                value = base64.b64decode(secrets[0]["data"][name]).decode()
+    return value
+
+
+def test_database_identities(overlay):
+    """On EKS: the pods connect as titanic_app and the migrate Job as titanic_migrator (each with its
+    ServiceAccount, which Terraform's Pod Identity associations map to a role allowed rds-db:connect
+    as that user), with RDS IAM auth tokens: no password in any URL, no database secret at all."""
+    accounts = {o["metadata"]["name"]: o for o in of_kind(overlay, "ServiceAccount")}
+    assert {"titanic-api", "titanic-migrate"} <= set(accounts)
+    assert all(a["automountServiceAccountToken"] is False for a in accounts.values())
+    app = one(overlay, "Deployment", "titanic-api")["spec"]["template"]["spec"]
+    job = one(overlay, "Job", "titanic-api-migrate")["spec"]["template"]["spec"]
+    cleanup = pod_template(one(overlay, "CronJob", CLEANUP))["spec"]
+    assert (app["serviceAccountName"], job["serviceAccountName"]) == ("titanic-api", "titanic-migrate")
+    assert cleanup["serviceAccountName"] == "titanic-api"
+    if overlay == "local":  # the in-cluster PostgreSQL's own user and password, no IAM
+        for container in app["containers"] + all_containers(job) + cleanup["containers"]:
+            assert container_env(overlay, container, "DATABASE_URL").startswith("postgres://titanic:")
+            assert container_env(overlay, container, "DATABASE_IAM_AUTH") in (None, "0")
+        return
+    infra = yaml.safe_load((KUSTOMIZE / "overlays" / overlay / "infra.yaml").read_text())["data"]
+    users = [("titanic_app", app["containers"] + cleanup["containers"]), ("titanic_migrator", all_containers(job))]
+    for user, containers in users:
+        for container in containers:
+            url = container_env(overlay, container, "DATABASE_URL")
+            assert url == f"postgres://{user}@{infra['DATABASE_HOST']}:5432/titanic?sslmode=require"
+            assert urllib.parse.urlsplit(url).password is None
+            assert container_env(overlay, container, "DATABASE_IAM_AUTH") == "1"
+            assert container_env(overlay, container, "AWS_REGION") == infra["AWS_REGION"]
+    external = one(overlay, "ExternalSecret", "titanic-api")["spec"]
+    assert [d["remoteRef"]["key"] for d in external["data"]] == [f"titanic/{overlay}/django-secret-key"]
+    assert "template" not in external["target"], "nothing to assemble: the Secret is the Django key alone"
+    store = one(overlay, "SecretStore", external["secretStoreRef"]["name"])
     assert "auth" not in store["spec"]["provider"]["aws"], "the controller's pod identity is the credential"
+    assert "DATABASE_MASTER_SECRET_ARN" not in infra
+
+
+def test_expired_idempotency_keys_are_cleared_hourly_as_the_app(overlay):
+    """The CronJob runs the cleanup command once an hour, one run at a time, with the app's identity,
+    configuration and security context (only its command and its size differ)."""
+    cron = one(overlay, "CronJob", CLEANUP)
+    assert re.fullmatch(r"\d{1,2} \* \* \* \*", cron["spec"]["schedule"]), cron["spec"]["schedule"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = pod_template(cron)["spec"]
+    app = one(overlay, "Deployment", "titanic-api")["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    for key in ("serviceAccountName", "securityContext", "automountServiceAccountToken", "nodeSelector"):
+        assert pod.get(key) == app.get(key), key
+    [container] = pod["containers"]
+    assert container["command"] == ["python", "manage.py", "clearidempotencykeys"]
+    assert container["image"] == app["containers"][0]["image"]
+    assert container["envFrom"] == app["containers"][0]["envFrom"]
+    assert container["securityContext"] == app["containers"][0]["securityContext"]
 
 
 # --- environment-specific invariants ------------------------------------------------------------------
@@ -414,36 +506,22 @@ def test_scale_and_disruption_budget(overlay):
         selector = deployment["spec"]["template"]["spec"]["nodeSelector"]
         assert selector == {"kubernetes.io/arch": "arm64"}, "any Graviton node: Karpenter's Spot or on-demand"
         assert one(overlay, "Job", "titanic-api-migrate")["spec"]["template"]["spec"]["nodeSelector"] == selector
+        assert pod_template(one(overlay, "CronJob", CLEANUP))["spec"]["nodeSelector"] == selector
     else:
         assert pdb["spec"].get("maxUnavailable") == 1, "a one-replica environment must stay drainable"
 
 
 def test_quota_fits_the_largest_rollout(overlay):
-    """HPA max + the rolling-update surge + the migrate job fit in the namespace's ResourceQuota."""
-
-    def quantity(value):
-        value = str(value)
-        units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-        for suffix, factor in units.items():
-            if value.endswith(suffix):
-                return float(value[: -len(suffix)]) * factor
-        return float(value)
-
-    def pod_need(pod, kind, resource):
-        main = sum(quantity(c["resources"][kind][resource]) for c in pod["containers"])
-        init = max((quantity(c["resources"][kind][resource]) for c in pod.get("initContainers", [])), default=0)
-        return max(main, init)
-
+    """The namespace's ResourceQuota holds the rollout at HPA maximum: every pod of rollout_peak
+    (max + surge + every old pod still terminating + one run of each job), so a rollout is never
+    refused pods by the quota."""
     only_for(EKS, overlay)
     hard = one(overlay, "ResourceQuota", layer="cluster")["spec"]["hard"]
-    app = one(overlay, "Deployment", "titanic-api")["spec"]["template"]["spec"]
-    job = one(overlay, "Job", "titanic-api-migrate")["spec"]["template"]["spec"]
-    pods = one(overlay, "HorizontalPodAutoscaler")["spec"]["maxReplicas"]
-    surge = -(-pods * 25 // 100)  # maxSurge 25%, rounded up
-    assert int(hard["pods"]) >= pods + surge + 1
+    peak = rollout_peak(overlay)
+    assert int(hard["pods"]) >= sum(count for _, count, _ in peak)
     for kind in ("requests", "limits"):
         for resource in ("cpu", "memory"):
-            need = (pods + surge) * pod_need(app, kind, resource) + pod_need(job, kind, resource)
+            need = sum(count * pod_need(pod, kind, resource) for _, count, pod in peak)
             assert quantity(hard[f"{kind}.{resource}"]) >= need, (kind, resource, need)
 
 
@@ -538,8 +616,8 @@ def test_local_route_mirrors_the_ingress(overlay):
         assert [(b["name"], b["port"]) for b in rule["backendRefs"]] == [
             ("titanic-api", service["spec"]["ports"][0]["port"])
         ]
-    for o in of_kind(overlay, "Deployment") + of_kind(overlay, "Job"):
-        for c in all_containers(o["spec"]["template"]["spec"]):
+    for o in of_kind(overlay, "Deployment") + of_kind(overlay, "Job") + of_kind(overlay, "CronJob"):
+        for c in all_containers(pod_template(o)["spec"]):
             assert c["imagePullPolicy"] == "IfNotPresent", "kind loads the image; there is no registry to pull from"
 
 
@@ -549,8 +627,9 @@ def test_service_reaches_the_app_port(overlay):
     template = deployment["spec"]["template"]
     assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
     assert deployment["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
-    job_labels = one(overlay, "Job")["spec"]["template"]["metadata"]["labels"]
-    assert not service["spec"]["selector"].items() <= job_labels.items(), "the Service must not select the job"
+    for job in of_kind(overlay, "Job") + of_kind(overlay, "CronJob"):
+        job_labels = pod_template(job)["metadata"]["labels"]
+        assert not service["spec"]["selector"].items() <= job_labels.items(), "the Service must not select jobs"
     ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
     for port in service["spec"]["ports"]:
         assert ports.get(port["targetPort"], port["targetPort"]) == gunicorn_port()
@@ -578,6 +657,7 @@ def test_network_policies(overlay):
     assert "egress" not in deny
     app_labels = one(overlay, "Deployment")["spec"]["template"]["metadata"]["labels"]
     job_labels = one(overlay, "Job")["spec"]["template"]["metadata"]["labels"]
+    cleanup_labels = pod_template(one(overlay, "CronJob", CLEANUP))["metadata"]["labels"]
     allowed_in, allowed_out = set(), set()
     for spec in policies.values():
         selected = spec["podSelector"].get("matchLabels", {}).items()
@@ -592,11 +672,14 @@ def test_network_policies(overlay):
         for rule in spec.get("egress", []):
             assert selected <= app_labels.items()
             assert selected <= job_labels.items()
+            assert selected <= cleanup_labels.items()
             for port in rule["ports"]:
                 allowed_out.add((port["protocol"], port["port"]))
             if {p["port"] for p in rule["ports"]} == {5432}:
                 assert all(peer["ipBlock"]["cidr"].endswith(("/24", "/25", "/26", "/27", "/28")) for peer in rule["to"])
-    assert allowed_out == {("UDP", 53), ("TCP", 53), ("TCP", 5432)}
+            if {p["port"] for p in rule["ports"]} == {80}:  # EKS Pod Identity's credentials, nothing else
+                assert [peer["ipBlock"]["cidr"] for peer in rule["to"]] == ["169.254.170.23/32"]
+    assert allowed_out == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 80)}
     assert ("ns", "monitoring") in allowed_in
     assert any(kind == "vpc" and cidr.endswith("/16") for kind, cidr in allowed_in)
 
@@ -613,3 +696,131 @@ def test_kustomizations_use_current_fields_only(overlay):
     if overlay in EKS:
         assert overlay_kustomization["components"][-1].endswith("infra-values"), "infra-values must come last"
     assert [i["name"] for i in overlay_kustomization["images"]] == ["titanic-api"]
+
+
+# --- the first install (kustomize/README.md, "First install") -------------------------------------------
+
+BOOTSTRAP = KUSTOMIZE / "bootstrap"
+# The controllers' ServiceAccounts (namespace, name) as each Helm release creates them: the Pod Identity
+# associations in terraform/ must name the same. Karpenter's is the chart's default, the release name.
+HELM_SERVICE_ACCOUNTS = {
+    "karpenter": ("kube-system", "karpenter"),
+    "aws-load-balancer-controller": ("kube-system", "aws-load-balancer-controller"),
+    "external-secrets": ("external-secrets", "external-secrets"),
+    "external-dns": ("external-dns", "external-dns"),
+}
+# Associations agreed in the team's interfaces (issue 25: the app's identities; issue 24: ExternalDNS)
+# that the Terraform side adds; until that is merged their absence is an expected failure.
+AGREED_ASSOCIATIONS = {("external-dns", "external-dns"), ("{app}", "titanic-api"), ("{app}", "titanic-migrate")}
+
+
+def first_install_commands():
+    """The shell commands of the procedure's code blocks, continuation lines (\\ and |) joined."""
+    section = (KUSTOMIZE / "README.md").read_text().split("## First install", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(line.strip() for line in section.splitlines() if line.startswith(" " * 7))
+    return re.sub(r"(\\|\|)\n", r"\1 ", code).replace("\\ ", " ").splitlines()
+
+
+def helm_releases(environment):
+    """release -> (namespace, version, merged values) of every `helm upgrade --install` in the procedure."""
+    releases = {}
+    for command in first_install_commands():
+        if not command.startswith("helm upgrade --install"):
+            continue
+        words = command.replace('"', "").replace("$env", environment).split()
+        release = words[3]
+        assert "--version" in words, f"helm release {release} has no pinned --version"
+        values = {}
+        for path in (words[i + 1] for i, w in enumerate(words) if w == "-f"):
+            assert (REPO / path).is_file(), f"{release}: {path} does not exist"
+            values.update(yaml.safe_load((REPO / path).read_text()))
+        releases[release] = (words[words.index("--namespace") + 1], words[words.index("--version") + 1], values)
+    return releases
+
+
+def test_every_controller_is_installed_pinned_with_existing_values(overlay):
+    only_for(EKS, overlay)
+    releases = helm_releases(overlay)
+    assert set(releases) == {*HELM_SERVICE_ACCOUNTS, "kube-prometheus-stack"}
+    versions = (KUSTOMIZE / "README.md").read_text().split("## Versions", 1)[1].split("\n## ", 1)[0]
+    for release, (_, version, _) in releases.items():
+        assert version in versions, f"{release} {version} is not in the Versions table"
+    ingress = one(overlay, "Ingress")
+    assert releases["external-dns"][2]["sources"] == ["ingress"], "ExternalDNS publishes the Ingress's host"
+    assert releases["external-dns"][2]["policy"] == "upsert-only"
+    assert ingress["spec"]["rules"][0]["host"] == app_config(overlay)["DJANGO_ALLOWED_HOSTS"]
+
+
+def test_karpenter_fits_the_managed_node_group(overlay):
+    """Karpenter runs only on the managed nodes, one replica per node (the chart's required node
+    affinity and hostname anti-affinity): more replicas than dev's one node stay Pending. It must
+    not need CoreDNS, which may run on the nodes it manages."""
+    only_for(EKS, overlay)
+    values = helm_releases(overlay)["karpenter"][2]
+    tfvars = (REPO / "terraform" / "envs" / f"{overlay}.tfvars").read_text()
+    minimum = int(re.search(r"^node_min_size\s*=\s*(\d+)", tfvars, re.MULTILINE).group(1))
+    assert 1 <= values["replicas"] <= minimum, (values["replicas"], minimum)
+    assert values["dnsPolicy"] == "Default"
+
+
+def test_the_controllers_service_accounts_have_pod_identities(overlay):
+    """Each controller's ServiceAccount (and the app's two) is one that Terraform associates with a role."""
+    only_for(EKS, overlay)
+    releases = helm_releases(overlay)
+    wanted = set()
+    for release, (namespace, default_name) in HELM_SERVICE_ACCOUNTS.items():
+        installed_in, _, values = releases[release]
+        name = values.get("serviceAccount", {}).get("name") or default_name
+        assert (installed_in, name) == (namespace, default_name), release
+        wanted.add((namespace, name))
+    wanted |= {("{app}", o["metadata"]["name"]) for o in of_kind(overlay, "ServiceAccount")}
+    terraform = "".join(path.read_text() for path in (REPO / "terraform").glob("*.tf"))
+    found = set(re.findall(r'namespace\s*=\s*"([^"]+)"\s*\n\s*service_account\s*=\s*"([^"]+)"', terraform))
+    found = {("{app}" if "local.app_namespace" in ns or ns.startswith("titanic-") else ns, sa) for ns, sa in found}
+    found |= {
+        ("{app}", sa)
+        for sa in re.findall(r'namespace\s*=\s*local\.app_namespace\s*\n\s*service_account\s*=\s*"([^"]+)"', terraform)
+    }
+    missing = wanted - found
+    assert missing <= AGREED_ASSOCIATIONS, (
+        f"no Pod Identity association in terraform/ for {missing - AGREED_ASSOCIATIONS}"
+    )
+    if missing:
+        pytest.xfail(f"{sorted(missing)}: agreed with the Terraform side (issues 24, 25), not merged yet")
+
+
+def kubectl_run_pod():
+    """The pod `kubectl run ... --overrides "$(cat kustomize/bootstrap/dbroles-pod.json)"` creates:
+    what kubectl run makes from its flags, with the overrides merged as a strategic merge patch."""
+    [command] = [c for c in first_install_commands() if "kubectl run" in c]
+    run = command[command.index("kubectl run") :].split()
+    assert "--override-type=strategic" in run and '"$(cat' in run
+    labels = dict(pair.split("=") for pair in run[run.index("--labels") + 1].split(","))
+    name = run[2]
+    container = {"name": name, "image": "titanic-api:" + "0" * 40, "stdin": True, "stdinOnce": True}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}}
+    pod["spec"] = {"containers": [container], "restartPolicy": "Never"}
+    overrides = json.loads((BOOTSTRAP / "dbroles-pod.json").read_text())
+    for key, value in overrides["spec"].items():
+        if key == "containers":
+            [patch] = [c for c in value if c["name"] == name]  # merged by name
+            container.update(patch)
+        else:
+            pod["spec"][key] = value
+    return pod
+
+
+def test_the_database_roles_pod_passes_pod_security_and_the_network_policies(overlay):
+    only_for(EKS, overlay)
+    pod = kubectl_run_pod()
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    assert_hardened("dbroles", pod["spec"])
+    [container] = pod["spec"]["containers"]
+    assert container["stdin"] is True and "read -r DATABASE_URL" in container["command"][-1]
+    assert not [e for e in container.get("env", []) if e["name"] == "DATABASE_URL"], "the URL comes from stdin only"
+    assert container["command"][-1].endswith("python manage.py dbroles")
+    labels = pod["metadata"]["labels"].items()
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(overlay, "NetworkPolicy")}
+    assert policies["titanic-api-egress"]["podSelector"]["matchLabels"].items() <= labels
+    assert not policies["titanic-api-ingress"]["podSelector"]["matchLabels"].items() <= labels
+    assert not one(overlay, "Service", "titanic-api")["spec"]["selector"].items() <= labels

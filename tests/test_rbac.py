@@ -32,6 +32,7 @@ RESOURCES = {
     "Deployment": ("apps", "deployments"),
     "StatefulSet": ("apps", "statefulsets"),
     "Job": ("batch", "jobs"),
+    "CronJob": ("batch", "cronjobs"),
     "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
     "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
@@ -48,7 +49,11 @@ APPLY_VERBS = ("get", "create", "patch")
 SCRIPT_NEEDS: dict[str, list[tuple[Any, ...]]] = {
     "kustomize": [],  # renders locally
     "apply": [],  # the objects' own needs (APPLY_VERBS)
-    "get": [("apps", "deployments", ("get",)), ("batch", "jobs", ("get",))],
+    "get": [
+        ("apps", "deployments", ("get",)),
+        ("batch", "jobs", ("get",)),
+        ("networking.k8s.io", "ingresses", ("get",), "Ingress"),
+    ],
     "wait": [("external-secrets.io", "externalsecrets", ("list", "watch"), "ExternalSecret")],
     "delete": [("batch", "jobs", ("delete", "get", "list", "watch"))],
     "logs": [("batch", "jobs", ("get",)), ("", "pods", ("list",)), ("", "pods/log", ("get",))],
@@ -93,7 +98,8 @@ def repo_grants(overlay):
 def script_commands():
     lines = (REPO / "scripts/deploy").read_text().splitlines()
     code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    return set(re.findall(r"\bkubectl (rollout \w+|\w+)", code))
+    # kubectl itself, or read_cluster <output file> (kubectl with retries)
+    return set(re.findall(r"\b(?:kubectl|read_cluster \S+) (rollout \w+|\w+)", code))
 
 
 def needs(overlay):

@@ -28,7 +28,9 @@ timeout = 30
 # Must be less than the pod's terminationGracePeriodSeconds (50) minus its preStop sleep (25);
 # the chain is in kustomize/README.md and tests/test_kustomize.py checks it.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
-keepalive = 5
+# Longer than the ALB's idle timeout (60 s, set on the Ingress): the ALB closes an idle connection
+# first, so gunicorn never closes one the ALB is sending a request on (a 502). Tested from the files.
+keepalive = 75
 # Recycle workers now and then as a guard against slow leaks, but rarely: a restart costs about a
 # second of CPU (importing Django) and empties the worker's cache. At 2000 a loaded worker
 # restarted every few seconds, at 50,000 about once a minute (docs/performance.md); at 500,000 a
