@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
+    "titanic",  # project-wide management commands (dbroles)
     "passengers",
     "axes",
 ]
