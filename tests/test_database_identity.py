@@ -567,7 +567,8 @@ def test_credentials_rotating_every_second_fail_no_request(cluster, iam, tmp_pat
     assert_clear(answers)
     assert {a.status for a in answers} == {200, 201}, tally(answers)  # zero failed requests
     assert [d for d in decided if d["decision"] == "refuse"] == []
-    assert len(set(app_keys)) >= seconds / ROTATION_EVERY / 2, "the app did not follow the rotation"
+    # No credentials outlive LIFETIME: opening connections throughout takes at least this many.
+    assert len(set(app_keys)) >= seconds / LIFETIME, "the app did not follow the rotation"
     assert len(set(migrator_keys)) >= 2, "each of the Job's commands signs with the credentials of its time"
     stored = cluster.sql("SELECT name FROM passengers_passenger WHERE name LIKE 'Fault rotation %'", IAM_DATABASE)
     assert sorted(name for (name,) in stored) == sorted(a.name for a in answers if a.kind == "write")
@@ -607,7 +608,7 @@ def test_kept_connections_outlive_their_credentials_and_lost_ones_reopen_with_ne
         assert len(opened) == 2  # one connection per worker
         credentials = json.loads(state_file.read_text())["credentials"]
         expired = max(credentials[d["key"]]["expires"] for d in opened)
-        time.sleep(max(0.0, expired - time.time()) + 0.5)
+        time.sleep(max(0.0, expired - time.time()) + 2)
         answers += server.get_from_every_worker(path)
         outlived = time.time() - expired
         assert accepted(log, seen) == opened, "a kept connection was replaced"
