@@ -9,6 +9,7 @@ that replaces the app's AWS credentials every second (tests/support/rds_iam.py).
 gunicorn with the project's config. Run with -s to see the figures (docs/reliability.md).
 """
 
+import io
 import json
 import os
 import subprocess
@@ -40,6 +41,7 @@ from tests.support.rds_iam import (
 )
 from tests.test_faults import Load, assert_clear, tally
 from titanic.postgresql import iam as iam_auth
+from titanic.postgresql.base import DatabaseWrapper
 
 MASTER = "titanic"  # RDS's master user: CREATEROLE and CREATEDB, not a superuser
 MASTER_PASSWORD = "master-password-1"  # pragma: allowlist secret
@@ -184,15 +186,19 @@ def test_a_misconfigured_service_does_not_start():
 
 
 def test_every_token_is_made_with_the_credentials_of_its_moment(tmp_path, monkeypatch):
-    """From the container credentials endpoint (Pod Identity's), renewed by botocore; never reused."""
+    """The backend's connection parameters carry a new token each time (from the container credentials
+    endpoint, Pod Identity's, renewed by botocore); the region option never reaches psycopg."""
+    options = {"sslmode": "require", **iam_auth.connection_options(IAM_DATABASE_SETTINGS, region=REGION)}
+    backend = DatabaseWrapper({**IAM_DATABASE_SETTINGS, "NAME": "titanic", "OPTIONS": options, "TIME_ZONE": None})
     with PodIdentityAgent(tmp_path, endpoint="db.example:5432", region=REGION, every=3600, lifetime=60) as agent:
         for name, value in agent.env().items():
             monkeypatch.setenv(name, value)
         iam_auth._rds_client.cache_clear()
         try:
-            first = iam_auth.auth_token(host="db.example", port=5432, user=APP, region=REGION)
+            params = backend.get_connection_params()
+            first = params["password"]
             agent.rotate()
-            second = iam_auth.auth_token(host="db.example", port=5432, user=APP, region=REGION)
+            second = backend.get_connection_params()["password"]
             monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(tmp_path / "missing"))
             agent.rotate()  # botocore must ask again, and now cannot
             with pytest.raises(psycopg.OperationalError, match=f"cannot make an RDS IAM auth token for {APP}@db"):
@@ -202,6 +208,41 @@ def test_every_token_is_made_with_the_credentials_of_its_moment(tmp_path, monkey
         state = json.loads(agent.state_file.read_text())
     now = time.time()
     assert [verify(first, APP, state, now), verify(second, APP, state, now)] == agent.issued[:2]
+    assert iam_auth.REGION_OPTION not in params and params["sslmode"] == "require"
+
+
+@pytest.mark.django_db  # everything dbroles does is rolled back with the test's transaction
+def test_dbroles_as_a_superuser(monkeypatch):
+    """Local and compose: the suite's own database, its superuser, passwords instead of IAM."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("dbroles needs PostgreSQL")
+    app, migrator = f"test_app_{uuid.uuid4().hex[:8]}", f"test_schema_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DATABASE_APP_USER", app)
+    monkeypatch.setenv("DATABASE_MIGRATOR_USER", migrator)
+    monkeypatch.setenv("DATABASE_APP_PASSWORD", "a-local-password")  # pragma: allowlist secret
+    first, again = io.StringIO(), io.StringIO()
+    call_command("dbroles", stdout=first)
+    call_command("dbroles", stdout=again)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'rds_iam'")
+        rds = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT array_agg(DISTINCT tableowner), bool_and(has_table_privilege(%s, tablename, 'DELETE')),"
+            " bool_or(has_table_privilege(%s, tablename, 'TRUNCATE')), has_schema_privilege(%s, 'public', 'CREATE'),"
+            " has_schema_privilege(%s, 'public', 'CREATE'), (SELECT rolpassword IS NOT NULL FROM pg_authid"
+            " WHERE rolname = %s) FROM pg_tables WHERE schemaname = 'public'",
+            [app, app, app, migrator, app],
+        )
+        owners, app_deletes, app_truncates, app_creates, migrator_creates, app_password = cursor.fetchone()
+    assert f"created role {app}" in first.getvalue() and f"set the password of {app}" in first.getvalue()
+    assert ("no rds_iam role (not RDS): IAM authentication not granted" in first.getvalue()) == (not rds)
+    assert "postgres:" not in first.getvalue()  # a superuser needs neither membership nor grants
+    second = [line.split(":")[0] for line in again.getvalue().splitlines() if "rds_iam" not in line]
+    assert second == [f"set the password of {app}", app]  # nothing else to do
+    assert owners == [migrator]
+    assert (app_deletes, app_truncates, app_creates, migrator_creates, app_password) == (True, False, False, True, True)
 
 
 def test_dbroles_refuses_one_user_for_both(monkeypatch):
@@ -368,22 +409,6 @@ def test_the_migrator_migrates_a_new_database_from_nothing(cluster, production):
     assert "887 created" in manage("loadcsv", url=migrator).stdout
     assert set(owners(cluster, "titanic_new").values()) == {MIGRATOR}
     assert_rows_only(url(cluster, "titanic_new", APP))
-
-
-@pytest.mark.e2e
-def test_dbroles_on_plain_postgresql_as_a_superuser():
-    """Local and compose: no rds_iam role, the administrator is a superuser, passwords instead of IAM."""
-    with PgCluster() as local:
-        local.sql("CREATE DATABASE titanic")
-        superuser = local.url("titanic")
-        manage("migrate", "--noinput", url=superuser)
-        output = manage("dbroles", url=superuser, DATABASE_APP_USER="api", DATABASE_MIGRATOR_USER="schema").stdout
-        assert "no rds_iam role (not RDS): IAM authentication not granted" in output
-        assert "postgres:" not in output  # a superuser needs no membership nor grants
-        assert set(owners(local, "titanic").values()) == {"schema"}
-        assert local.sql("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = 'api'") == [
-            (False, False, False)
-        ]
 
 
 @pytest.mark.e2e
