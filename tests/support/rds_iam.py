@@ -290,7 +290,8 @@ def pam_service(directory: Path, python: str) -> Iterator[tuple[str, Path]]:
     """A PAM service running the validator on this directory's state file; yields (service name, log).
 
     The service file is the only thing installed outside the test's directories: it is removed
-    when the block ends, whatever happens in it."""
+    when the block ends, whatever happens in it (only a killed test run leaves one behind:
+    /etc/pam.d/titanic-test-rds-iam-*, safe to delete)."""
     validator = directory / "rds_iam_validator.py"
     shutil.copyfile(__file__, validator)
     validator.chmod(0o644)
