@@ -102,8 +102,7 @@ class PgCluster:
 
     def configure(self, **settings: str | int) -> None:
         """Set postgresql.conf parameters (those a reload applies) and reload."""
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
+        self._configure(settings)
         self.reload()
 
     def prepend_hba(self, *lines: str) -> None:
