@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
+    "titanic",  # project-wide management commands (dbroles)
     "passengers",
     "axes",
 ]
@@ -102,6 +103,14 @@ if DATABASES["default"]["ENGINE"] == "django_prometheus.db.backends.postgresql":
     # Server-side: counts execution and lock waits, not network latency (docs/reliability.md).
     statement_timeout_ms = round(env.float("DATABASE_STATEMENT_TIMEOUT", default=5) * 1000)
     options["options"] = f"{options.get('options', '')} -c statement_timeout={statement_timeout_ms}".strip()
+# RDS IAM authentication: DATABASE_URL has no password; every new connection gets a token signed with
+# the AWS credentials of the pod (titanic/postgresql/iam.py). A wrong configuration stops the start.
+if env.bool("DATABASE_IAM_AUTH", default=False):
+    from titanic.postgresql.iam import connection_options
+
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        connection_options(DATABASES["default"], region=env("AWS_REGION", default=""))
+    )
 # Wall-clock seconds after which a request's database connection is cut (503); 0: never.
 DATABASE_REQUEST_TIMEOUT = env.float("DATABASE_REQUEST_TIMEOUT", default=10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -17,7 +17,8 @@ backup of it, and a new cluster recovered from both up to a target:
         restored = origin.recover(backup, recovery_target_xid="1234")
 
 The server runs as the `postgres` user when the tests run as root (PostgreSQL refuses root), with
-trust authentication on 127.0.0.1 only.
+trust authentication on 127.0.0.1 only, until a test adds its own rules (prepend_hba) or TLS
+(enable_tls).
 """
 
 import contextlib
@@ -29,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote, urlencode
 
 import psycopg
 
@@ -88,6 +90,42 @@ class PgCluster:
         """mode: smart, fast (rolls back open transactions), immediate (a crash: no checkpoint)."""
         self._run("pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop")
 
+    def reload(self) -> None:
+        """Make the server read its configuration files again; returns once new connections see them."""
+        loaded = self.sql("SELECT pg_conf_load_time()")[0][0]
+        self._run("pg_ctl", "-D", self.data, "reload")
+        deadline = time.monotonic() + 30
+        while self.sql("SELECT pg_conf_load_time()")[0][0] == loaded:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the configuration was not reloaded:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def configure(self, **settings: str | int) -> None:
+        """Set postgresql.conf parameters (those a reload applies) and reload."""
+        self._configure(settings)
+        self.reload()
+
+    def prepend_hba(self, *lines: str) -> None:
+        """Put pg_hba.conf rules before the others (the first that matches a connection decides) and reload."""
+        hba = self.data / "pg_hba.conf"
+        hba.write_text("".join(f"{line}\n" for line in lines) + hba.read_text())
+        self.reload()
+
+    def enable_tls(self) -> None:
+        """TLS for the clients that ask for it, with a self-signed certificate (sslmode=require does not
+        verify it, as with RDS without its CA bundle)."""
+        cert, key = self.directory / "server.crt", self.directory / "server.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        key.chmod(0o600)
+        if self._as_postgres:
+            for path in (cert, key):
+                shutil.chown(path, "postgres")
+        self.configure(ssl="on", ssl_cert_file=f"'{cert}'", ssl_key_file=f"'{key}'")
+
     def running(self) -> bool:
         status = self._run("pg_ctl", "-D", self.data, "status", check=False)
         return status.returncode == 0
@@ -98,8 +136,10 @@ class PgCluster:
                 self.stop(mode="immediate")
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", user: str = "postgres", password: str = "", **query: str) -> str:
+        """A DATABASE_URL; query: libpq parameters such as sslmode."""
+        credentials = f"{user}:{quote(password, safe='')}" if password else user
+        return f"postgres://{credentials}@127.0.0.1:{self.port}/{database}" + (f"?{urlencode(query)}" if query else "")
 
     def connect(self, database: str = "postgres", **options) -> psycopg.Connection:
         return psycopg.connect(self.url(database), connect_timeout=5, **options)

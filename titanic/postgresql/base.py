@@ -1,5 +1,5 @@
 """django-prometheus's instrumented PostgreSQL backend, with a connection health check that needs no
-round trip and a cursor for queries prepared once per connection."""
+round trip, a cursor for queries prepared once per connection, and RDS IAM authentication (iam.py)."""
 
 import contextlib
 import functools
@@ -10,6 +10,8 @@ from django.db.backends.postgresql.operations import DatabaseOperations as Postg
 from django_prometheus.db.backends.postgresql import base
 from django_prometheus.db.common import ExportingCursorWrapper
 from psycopg.errors import DataError
+
+from titanic.postgresql import iam
 
 
 class DatabaseOperations(PostgresOperations):
@@ -32,6 +34,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # Prepare at the first execution. Only prepared_cursor()'s cursors do: Django's own bind the
         # parameters on the client, which never prepares.
         params["prepare_threshold"] = 0
+        if region := params.pop(iam.REGION_OPTION, None):
+            # Called for every new connection, and only then: the token is made here, used once, never kept.
+            port = int(params.get("port") or 5432)
+            params["password"] = iam.auth_token(host=params["host"], port=port, user=params["user"], region=region)
         return params
 
     def prepared_cursor(self):
