@@ -54,7 +54,6 @@ PRIVATE_URLS = ["/metrics", "/metrics/", "/health", "/ready"]
 LIBRARY_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client"}
 # Settings agreed in the team's interfaces (RDS IAM database authentication, issue 25) that the app
 # reads once that work is merged; until then their absence from titanic/*.py is an expected failure.
-AGREED_SETTINGS = {"DATABASE_IAM_AUTH", "AWS_REGION"}
 
 pytestmark = [pytest.mark.infra, pytest.mark.parametrize("overlay", OVERLAYS)]
 
@@ -400,9 +399,7 @@ def test_config_keys_are_settings_the_app_reads(overlay):
         external = one(overlay, "ExternalSecret", "titanic-api")["spec"]
         assert external["target"]["name"] == "titanic-api"
         assert {d["secretKey"] for d in external["data"]} == {"DJANGO_SECRET_KEY"} <= read
-    assert unread <= AGREED_SETTINGS, f"ConfigMap keys read nowhere in titanic/*.py: {unread - AGREED_SETTINGS}"
-    if unread:
-        pytest.xfail(f"{sorted(unread)}: agreed with issue 25 (RDS IAM auth), read by titanic/ once it is merged")
+    assert not unread, f"ConfigMap keys read nowhere in titanic/*.py: {unread}"
 
 
 def test_local_database_is_the_in_cluster_postgresql(overlay):
@@ -711,7 +708,6 @@ HELM_SERVICE_ACCOUNTS = {
 }
 # Associations agreed in the team's interfaces (issue 25: the app's identities; issue 24: ExternalDNS)
 # that the Terraform side adds; until that is merged their absence is an expected failure.
-AGREED_ASSOCIATIONS = {("external-dns", "external-dns"), ("{app}", "titanic-api"), ("{app}", "titanic-migrate")}
 
 
 def first_install_commands():
@@ -777,16 +773,13 @@ def test_the_controllers_service_accounts_have_pod_identities(overlay):
     terraform = "".join(path.read_text() for path in (REPO / "terraform").glob("*.tf"))
     found = set(re.findall(r'namespace\s*=\s*"([^"]+)"\s*\n\s*service_account\s*=\s*"([^"]+)"', terraform))
     found = {("{app}" if "local.app_namespace" in ns or ns.startswith("titanic-") else ns, sa) for ns, sa in found}
-    found |= {
-        ("{app}", sa)
-        for sa in re.findall(r'namespace\s*=\s*local\.app_namespace\s*\n\s*service_account\s*=\s*"([^"]+)"', terraform)
-    }
-    missing = wanted - found
-    assert missing <= AGREED_ASSOCIATIONS, (
-        f"no Pod Identity association in terraform/ for {missing - AGREED_ASSOCIATIONS}"
+    # The app's two (rds.tf): one association per entry of local.db_users, in the app namespace.
+    assert re.search(
+        r"namespace\s*=\s*local\.app_namespace\s*\n\s*service_account\s*=\s*each\.value\.service_account", terraform
     )
-    if missing:
-        pytest.xfail(f"{sorted(missing)}: agreed with the Terraform side (issues 24, 25), not merged yet")
+    db_users = re.search(r"db_users = \{(.*?)\n  \}", terraform, re.DOTALL).group(1)
+    found |= {("{app}", sa) for sa in re.findall(r'service_account\s*=\s*"([^"]+)"', db_users)}
+    assert wanted <= found, f"no Pod Identity association in terraform/ for {wanted - found}"
 
 
 def kubectl_run_pod():
