@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_prometheus",
     "passengers",
+    "titanic.idempotency",
     "axes",
 ]
 
