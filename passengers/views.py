@@ -11,14 +11,19 @@ from passengers.selectors import person_row, person_rows, survival_stats
 from passengers.serializers import PassengerSerializer, StatsSerializer, person
 from titanic.api.pagination import OptInLimitOffsetPagination
 from titanic.api.throttling import WriteRateThrottle
+from titanic.idempotency.views import IDEMPOTENCY_KEY_PARAMETERS, IdempotentWritesMixin
 
 ERRORS = {
     400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid data: the body names each bad field"),
     401: OpenApiResponse(OpenApiTypes.OBJECT, description="No or invalid credentials"),
     403: OpenApiResponse(OpenApiTypes.OBJECT, description="Authenticated, but without the passenger permission"),
     404: OpenApiResponse(OpenApiTypes.OBJECT, description="No passenger with this uuid"),
+    409: OpenApiResponse(
+        OpenApiTypes.OBJECT, description="A request with this Idempotency-Key is still in flight; see Retry-After"
+    ),
     413: OpenApiResponse(OpenApiTypes.OBJECT, description="Request body too large"),
     415: OpenApiResponse(OpenApiTypes.OBJECT, description="Unsupported media type"),
+    422: OpenApiResponse(OpenApiTypes.OBJECT, description="This Idempotency-Key came with a different request"),
     429: OpenApiResponse(OpenApiTypes.OBJECT, description="Too many writes; see Retry-After"),
 }
 
@@ -27,7 +32,7 @@ def _errors(*codes):
     return {code: ERRORS[code] for code in codes}
 
 
-WRITE_ERRORS = (400, 401, 403, 413, 415, 429)
+WRITE_ERRORS = (400, 401, 403, 409, 413, 415, 422, 429)
 UUID_PARAMETER = OpenApiParameter("uuid", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
@@ -38,27 +43,32 @@ UUID_PARAMETER = OpenApiParameter("uuid", OpenApiTypes.UUID, OpenApiParameter.PA
         "object instead. Filters, `search` and `ordering` narrow and sort the list.",
         responses={200: PassengerSerializer(many=True), **_errors(400)},
     ),
-    create=extend_schema(summary="Add a passenger", responses={201: PassengerSerializer, **_errors(*WRITE_ERRORS)}),
+    create=extend_schema(
+        summary="Add a passenger",
+        parameters=IDEMPOTENCY_KEY_PARAMETERS,
+        responses={201: PassengerSerializer, **_errors(*WRITE_ERRORS)},
+    ),
     retrieve=extend_schema(
         summary="Get a passenger", parameters=[UUID_PARAMETER], responses={200: PassengerSerializer, **_errors(404)}
     ),
     update=extend_schema(
         summary="Replace a passenger's data",
-        parameters=[UUID_PARAMETER],
+        parameters=[UUID_PARAMETER, *IDEMPOTENCY_KEY_PARAMETERS],
         responses={200: PassengerSerializer, **_errors(*WRITE_ERRORS, 404)},
     ),
     partial_update=extend_schema(
         summary="Change some of a passenger's data",
-        parameters=[UUID_PARAMETER],
+        parameters=[UUID_PARAMETER, *IDEMPOTENCY_KEY_PARAMETERS],
         responses={200: PassengerSerializer, **_errors(*WRITE_ERRORS, 404)},
     ),
     destroy=extend_schema(
         summary="Delete a passenger",
-        parameters=[UUID_PARAMETER],
-        responses={204: None, **_errors(401, 403, 404, 429)},
+        parameters=[UUID_PARAMETER, *IDEMPOTENCY_KEY_PARAMETERS],
+        responses={204: None, **_errors(400, 401, 403, 404, 409, 422, 429)},
     ),
 )
 class PassengerViewSet(
+    IdempotentWritesMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,

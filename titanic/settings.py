@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "titanic",  # project-wide management commands (dbroles)
     "passengers",
+    "titanic.idempotency",
     "axes",
 ]
 
