@@ -198,9 +198,9 @@ def dashboard():
 
 
 def dashboard_targets():
-    """(panel title, expr) of every query of every panel."""
+    """(panel title, expr with the dashboard's variables filled in) of every query of every panel."""
     return [
-        (panel["title"], target["expr"])
+        (panel["title"], substitute(target["expr"]))
         for panel in dashboard()["panels"]
         if panel["type"] != "row"
         for target in panel["targets"]
@@ -435,13 +435,13 @@ def wait_for(check, timeout=20):
 def app_queries():
     """Every selector of the rules and dashboard, and every dashboard query, that uses app metrics only."""
     selectors_used = {
-        substitute(selector)
+        selector
         for _, expr in rule_expressions() + dashboard_targets()
         for name, selector in selectors(expr)
         if name not in CLUSTER_METRICS
     }
     panels = [
-        (title, substitute(expr))
+        (title, expr)
         for title, expr in dashboard_targets()
         if not metric_names(expr) & set(CLUSTER_METRICS)
     ]

@@ -1,21 +1,18 @@
-"""A Dockerfile read as its instructions and stages: enough for the tests of docker/Dockerfile."""
+"""docker/Dockerfile read with dockerfile-parse (continuation lines joined, comments dropped)."""
 
+import io
 import json
-import re
+
+from dockerfile_parse import DockerfileParser
 
 
-def instructions(text):
-    """(INSTRUCTION, arguments) pairs of a Dockerfile, continuation lines joined, comments dropped."""
-    uncommented = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    logical = re.sub(r"\\\n\s*", " ", uncommented)
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
-        for line in logical.splitlines()
-        if line.strip()
-    ]
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs of a Dockerfile, in order."""
+    parsed = DockerfileParser(fileobj=io.BytesIO(text.encode()))
+    return [(entry["instruction"], entry["value"]) for entry in parsed.structure if entry["instruction"] != "COMMENT"]
 
 
-def stages(text):
+def stages(text: str) -> list[list[tuple[str, str]]]:
     """The Dockerfile's stages: lists of (INSTRUCTION, arguments), each starting with its FROM."""
     result: list[list[tuple[str, str]]] = []
     for instruction in instructions(text):
@@ -26,11 +23,11 @@ def stages(text):
     return result
 
 
-def exec_form(arguments):
+def exec_form(arguments: str) -> list[str]:
     """A JSON exec-form argument list (CMD, HEALTHCHECK CMD)."""
     return json.loads(arguments)
 
 
-def healthcheck_command(stage):
+def healthcheck_command(stage: list[tuple[str, str]]) -> list[str]:
     (arguments,) = [args for name, args in stage if name == "HEALTHCHECK"]
     return exec_form(arguments[arguments.index("CMD") + len("CMD") :].strip())

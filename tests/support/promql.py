@@ -1,38 +1,25 @@
-"""Which metrics and vector selectors a PromQL expression uses: enough of PromQL for the alert
-rules and the dashboard, and a loud failure on a function it does not know."""
+"""The vector selectors of a PromQL expression, read with promql-parser (Prometheus's grammar):
+an unknown function or a syntax error fails the parse."""
 
-import re
-
-PROMQL_FUNCTIONS = {
-    "sum", "min", "max", "avg", "count", "topk", "bottomk", "quantile", "abs", "absent", "clamp_min",
-    "clamp_max", "delta", "deriv", "histogram_quantile", "increase", "irate", "label_replace", "max_over_time",
-    "min_over_time", "avg_over_time", "rate", "round", "vector", "scalar", "time",
-}  # fmt: skip
-PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
+import promql_parser
 
 
-def _without_strings(expr):
-    return re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+def vector_selectors(expr: str) -> list[promql_parser.VectorSelector]:
+    found: list[promql_parser.VectorSelector] = []
+    promql_parser.walk(
+        promql_parser.parse(expr),
+        pre_visit=lambda node: found.append(node) if isinstance(node, promql_parser.VectorSelector) else None,
+    )
+    return found
 
 
-def metric_names(expr):
-    """Metric names in a PromQL expression; fails on a function this parser does not know."""
-    text = _without_strings(expr)
-    text = re.sub(r"\{[^}]*\}", "{}", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)  # range windows
-    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][\w:]*", text):
-        word = match.group()
-        if re.match(r"\s*\(", text[match.end() :]):
-            assert word in PROMQL_FUNCTIONS, f"unknown PromQL function {word} in {expr}"
-        elif word not in PROMQL_KEYWORDS:
-            names.add(word)
-    return names
+def metric_names(expr: str) -> set[str]:
+    return {selector.name for selector in vector_selectors(expr)}
 
 
-def selectors(expr):
+def selectors(expr: str) -> list[tuple[str, str]]:
     """(metric name, selector text) of every vector selector; each must carry label matchers."""
-    found = re.findall(r'(?<![\w.$])([A-Za-z_:][\w:]*)(\{(?:[^}"]|"(?:[^"\\]|\\.)*")*\})', expr)
-    assert {name for name, _ in found} == metric_names(expr), f"a selector without {{...}} in {expr}"
-    return [(name, name + matchers) for name, matchers in found]
+    found = vector_selectors(expr)
+    bare = [selector.name for selector in found if not selector.matchers.matchers]
+    assert not bare, f"a selector without {{...}} in {expr}: {bare}"
+    return [(selector.name, str(selector)) for selector in found]
