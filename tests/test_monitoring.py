@@ -440,11 +440,7 @@ def app_queries():
         for name, selector in selectors(expr)
         if name not in CLUSTER_METRICS
     }
-    panels = [
-        (title, expr)
-        for title, expr in dashboard_targets()
-        if not metric_names(expr) & set(CLUSTER_METRICS)
-    ]
+    panels = [(title, expr) for title, expr in dashboard_targets() if not metric_names(expr) & set(CLUSTER_METRICS)]
     return sorted(selectors_used), panels
 
 
