@@ -15,9 +15,11 @@ module "ecr" {
   repository_image_scan_on_push   = true
   repository_force_delete         = false
 
-  # Access is granted by identity policies (image push role, node roles), not a repository policy.
+  # Access is granted by identity policies (image push role, node roles). The repository policy
+  # only denies: nobody but the image push role writes an image (below).
   create_repository_policy = false
-  attach_repository_policy = false
+  attach_repository_policy = true
+  repository_policy        = data.aws_iam_policy_document.ecr_repository.json
 
   # What is kept and why: ecr-lifecycle-policy.json, evaluated on a year of synthetic history by
   # tests/test_terraform.py (README.md, "Image retention"). The deploy workflow tags every image
@@ -28,6 +30,34 @@ module "ecr" {
   # Shared by both environments: neither environment's isolation denies apply to it, and
   # neither may change it from CI (iam.tf, DenySharedResourceChanges).
   tags = local.shared_tags
+}
+
+# Both environments deploy from this repository, and any role whose policies allow ecr:PutImage
+# (dev's apply role has PowerUserAccess) could otherwise push: a tag prod deploys next (the image
+# job would find it "already in ECR"), or 101 prod-* tags that make the lifecycle expire prod's
+# images. A deny in the repository policy holds for every principal of the account, whatever its
+# identity policies; the image push role (main and release builds, deploy.yml) is the exception.
+# Its ARN is built from its name: the role's own policy refers to this repository.
+data "aws_iam_policy_document" "ecr_repository" {
+  statement {
+    sid    = "OnlyTheImagePushRoleWrites"
+    effect = "Deny"
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+    actions = [
+      "ecr:CompleteLayerUpload",
+      "ecr:InitiateLayerUpload",
+      "ecr:PutImage",
+      "ecr:UploadLayerPart",
+    ]
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:PrincipalArn"
+      values   = ["${local.iam_arn}:role/${local.name}-image-push"]
+    }
+  }
 }
 
 # The environment that does not own the repository looks it up.

@@ -1,3 +1,9 @@
+locals {
+  # The label of the on-demand system nodes, which the critical add-ons select (and the Helm
+  # controllers should: README.md, "System node group").
+  system_node_selector = { "titanic.io/pool" = "system" }
+}
+
 module "eks" {
   #checkov:skip=CKV_TF_1:Registry module pinned to its current major with "~>" (project policy): terraform-aws-modules releases are immutable tags, upgrades within the major are reviewed in the plan.
   source  = "terraform-aws-modules/eks/aws"
@@ -46,17 +52,29 @@ module "eks" {
   addons = {
     vpc-cni = {
       before_compute = true
-      # Enforce Kubernetes NetworkPolicies (the Kustomize network-policy component).
       configuration_values = jsonencode({
+        # Enforce Kubernetes NetworkPolicies (the Kustomize network-policy component).
         enableNetworkPolicy = "true"
+        # The CNI tags the ENIs it creates for pods only with its own keys
+        # (amazon-vpc-cni-k8s, pkg/awsutils): without this, the other environment's isolation
+        # (aws:ResourceTag/Environment, iam.tf) would not reach them.
+        env = {
+          ADDITIONAL_ENI_TAGS = jsonencode({ Environment = var.environment })
+        }
       })
     }
     eks-pod-identity-agent = {
       before_compute = true
     }
-    coredns        = {}
-    kube-proxy     = {}
-    metrics-server = {}
+    # The cluster's DNS and the HPA's metrics stay on the on-demand system nodes: the node group
+    # has no taint, so without a selector a rescheduled pod may land on a Karpenter Spot node.
+    coredns = {
+      configuration_values = jsonencode({ nodeSelector = local.system_node_selector })
+    }
+    kube-proxy = {}
+    metrics-server = {
+      configuration_values = jsonencode({ nodeSelector = local.system_node_selector })
+    }
     # Container logs (Fluent Bit) and Container Insights metrics to CloudWatch.
     amazon-cloudwatch-observability = {
       pod_identity_association = [{
@@ -120,9 +138,7 @@ module "eks" {
       # EKS adds kubernetes.io/arch=arm64 and eks.amazonaws.com/capacityType=ON_DEMAND itself.
       # No taint: the add-ons' charts need no tolerations to run here, and the app may use
       # spare room before Karpenter adds a node.
-      labels = {
-        "titanic.io/pool" = "system"
-      }
+      labels = local.system_node_selector
 
       iam_role_name                 = "${local.name}-system-node"
       iam_role_permissions_boundary = local.permissions_boundary_arn

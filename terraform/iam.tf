@@ -9,8 +9,10 @@
 #   deploy          repo:<owner/name>:environment:<env>          (the env's deploy job, protected)
 #   terraform       repo:<owner/name>:environment:terraform-<env> (apply jobs, protected)
 #   terraform-plan  dev:  repo:<owner/name>:pull_request         (plans of pull requests)
-#                         repo:<owner/name>:ref:refs/heads/main  (plan before the apply)
-#                   prod: repo:<owner/name>:ref:refs/heads/main  (only)
+#                         repo:<owner/name>:environment:terraform-plan-dev  (plan on main)
+#                   prod: repo:<owner/name>:environment:terraform-plan-prod (only)
+#                   Not ref:refs/heads/main: every job on main with id-token: write (image builds
+#                   running third-party actions) would get the plan role, and its secret read.
 # so nothing running for dev can act on prod, a pull request can never apply, and a tag build
 # (anyone with write access can push a tag) can push an image but not deploy one.
 #
@@ -28,14 +30,14 @@ locals {
     dev = {
       deploy         = ["${local.github_subject_prefix}:environment:dev"]
       terraform      = ["${local.github_subject_prefix}:environment:terraform-dev"]
-      terraform-plan = ["${local.github_subject_prefix}:pull_request", local.github_main]
+      terraform-plan = ["${local.github_subject_prefix}:pull_request", "${local.github_subject_prefix}:environment:terraform-plan-dev"]
       image-push     = [local.github_main, local.github_release]
       dr-drill       = ["${local.github_subject_prefix}:environment:dr-drill-dev"]
     }
     prod = {
       deploy         = ["${local.github_subject_prefix}:environment:prod"]
       terraform      = ["${local.github_subject_prefix}:environment:terraform-prod"]
-      terraform-plan = [local.github_main]
+      terraform-plan = ["${local.github_subject_prefix}:environment:terraform-plan-prod"]
       image-push     = [local.github_main, local.github_release]
       dr-drill       = ["${local.github_subject_prefix}:environment:dr-drill-prod"]
     }
@@ -49,17 +51,25 @@ locals {
   state_bucket_arn         = "arn:${local.partition}:s3:::${var.state_bucket}"
 }
 
-module "github_oidc_provider" {
-  #checkov:skip=CKV_TF_1:Registry module pinned to its current major with "~>" (project policy): terraform-aws-modules releases are immutable tags, upgrades within the major are reviewed in the plan.
-  source  = "terraform-aws-modules/iam/aws//modules/iam-oidc-provider"
-  version = "~> 6.0"
-
+# No thumbprint_list: IAM verifies GitHub's OIDC endpoint against its library of trusted root CAs
+# (IAM User Guide, "Obtain the thumbprint for an OpenID Connect identity provider"), and the
+# provider's thumbprint_list is optional and computed (AWS provider >= 5.81). The iam-oidc-provider
+# module set it from the endpoint's certificate, so GitHub's next certificate rotation would have
+# planned an UpdateOpenIDConnectProviderThumbprint, which no role may call (DenySharedResourceChanges):
+# every CI apply of dev would have failed until an administrator applied it.
+resource "aws_iam_openid_connect_provider" "github" {
   count = var.create_shared_resources ? 1 : 0
 
-  url = "https://token.actions.githubusercontent.com"
+  url            = "https://token.actions.githubusercontent.com"
+  client_id_list = ["sts.amazonaws.com"]
 
   # Shared by both environments, changed by administrators only (DenySharedResourceChanges).
   tags = local.shared_tags
+}
+
+moved {
+  from = module.github_oidc_provider[0].aws_iam_openid_connect_provider.this[0]
+  to   = aws_iam_openid_connect_provider.github[0]
 }
 
 ################################################################################
@@ -144,6 +154,7 @@ data "aws_iam_policy_document" "terraform_plan" {
 data "aws_iam_policy_document" "terraform_apply" {
   source_policy_documents = [
     data.aws_iam_policy_document.terraform_apply_iam.json,
+    data.aws_iam_policy_document.iam_reads.json,
     data.aws_iam_policy_document.iam_guardrails.json,
   ]
 }
@@ -194,7 +205,10 @@ data "aws_iam_policy_document" "terraform_apply_iam" {
     ]
     resources = ["${local.iam_arn}:policy/${local.name}-*"]
   }
+}
 
+# What the apply role reads and creates outside titanic-<env>-* (the boundary allows it too).
+data "aws_iam_policy_document" "iam_reads" {
   statement {
     sid = "ReadGithubOidcProvider"
     # Refresh only: the provider is shared and changed by administrators.
@@ -211,7 +225,7 @@ data "aws_iam_policy_document" "terraform_apply_iam" {
   statement {
     sid = "ListIam"
     # List calls have no resource-level permissions.
-    actions   = ["iam:ListOpenIDConnectProviders", "iam:ListPolicies", "iam:ListRoles"]
+    actions   = ["iam:ListInstanceProfiles", "iam:ListOpenIDConnectProviders", "iam:ListPolicies", "iam:ListRoles"]
     resources = ["*"]
   }
 
@@ -272,13 +286,6 @@ data "aws_iam_policy_document" "iam_guardrails" {
   }
 
   statement {
-    sid       = "DenyBoundaryRemoval"
-    effect    = "Deny"
-    actions   = ["iam:DeleteRolePermissionsBoundary"]
-    resources = ["*"]
-  }
-
-  statement {
     sid    = "DenyBoundaryChanges"
     effect = "Deny"
     actions = [
@@ -290,15 +297,30 @@ data "aws_iam_policy_document" "iam_guardrails" {
     resources = ["${local.iam_arn}:policy/${local.permissions_boundary_name}"]
   }
 
-  # Who may assume a role is written when the role is created and changed only by an
-  # administrator: otherwise the apply role could make any titanic-<env>-* role (its own
-  # included) trustable by another account or by pull requests. IAM has no condition key on
-  # the content of a trust policy, so the action is denied, not scoped.
+  # Removing a role's boundary, and changing who may assume a role: that is written when the
+  # role is created and changed only by an administrator, otherwise the apply role could make any
+  # titanic-<env>-* role (its own included) trustable by another account or by pull requests.
+  # IAM has no condition key on the content of a trust policy, so the action is denied, not scoped.
   statement {
-    sid       = "DenyTrustPolicyChanges"
+    sid       = "DenyBoundaryRemovalAndTrustChanges"
     effect    = "Deny"
-    actions   = ["iam:UpdateAssumeRolePolicy"]
+    actions   = ["iam:DeleteRolePermissionsBoundary", "iam:UpdateAssumeRolePolicy"]
     resources = ["*"]
+  }
+
+  # Deleting a role and creating it again under the same name rewrites its trust as well: the
+  # roles GitHub's jobs assume (github_role_definitions below) are created and deleted by
+  # administrators only. A role of another name is still created with the trust written in code.
+  statement {
+    sid     = "DenyGithubRoleReplacement"
+    effect  = "Deny"
+    actions = ["iam:CreateRole", "iam:DeleteRole"]
+    resources = [
+      "${local.iam_arn}:role/${local.name}-deploy",
+      "${local.iam_arn}:role/${local.name}-dr-drill",
+      "${local.iam_arn}:role/${local.name}-image-push",
+      "${local.iam_arn}:role/${local.name}-terraform*",
+    ]
   }
 }
 
@@ -376,99 +398,154 @@ data "aws_iam_policy_document" "environment_isolation" {
   }
 
   # By name, for what tags cannot protect (actions without aws:ResourceTag, resources named
-  # before they are tagged).
+  # before they are tagged): every ARN of this account that contains titanic-<other> (its
+  # cluster and EKS sub-resources, database, snapshots, parameter and subnet groups, roles,
+  # policies, Karpenter's instance profiles, SQS queue, log groups, KMS alias, WAF ACL), its
+  # secrets titanic/<other>/*, its state (and lock) titanic/<other>.tfstate*, and its ALBs, which the Load Balancer Controller names
+  # k8s-<first 8 alphanumerics of the namespace>-... (wafv2's association calls see no tag).
   statement {
     sid     = "DenyOtherEnvironmentByName"
     effect  = "Deny"
     actions = ["*"]
     resources = [
-      "arn:${local.partition}:eks:*:${local.account_id}:cluster/${local.other_name}",
-      "arn:${local.partition}:eks:*:${local.account_id}:*/${local.other_name}/*",
-      "arn:${local.partition}:rds:*:${local.account_id}:db:${local.other_name}",
-      "arn:${local.partition}:rds:*:${local.account_id}:snapshot:*${local.other_name}*",
-      "arn:${local.partition}:rds:*:${local.account_id}:pg:${local.other_name}*",
-      "arn:${local.partition}:rds:*:${local.account_id}:subgrp:${local.other_name}*",
+      "arn:${local.partition}:*:*:${local.account_id}:*${local.other_name}*",
       "arn:${local.partition}:secretsmanager:*:${local.account_id}:secret:titanic/${local.other_environment}/*",
-      "${local.iam_arn}:role/${local.other_name}-*",
-      "${local.iam_arn}:policy/${local.other_name}-*",
-      "${local.iam_arn}:instance-profile/${local.other_name}_*",
-      "arn:${local.partition}:sqs:*:${local.account_id}:${local.other_name}-*",
-      "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${local.other_name}*",
-      "arn:${local.partition}:kms:*:${local.account_id}:alias/eks/${local.other_name}",
-      "arn:${local.partition}:wafv2:*:${local.account_id}:regional/webacl/${local.other_name}-*/*",
+      "arn:${local.partition}:elasticloadbalancing:*:${local.account_id}:loadbalancer/app/${local.other_alb_name_prefix}*",
+      "${local.state_bucket_arn}/titanic/${local.other_environment}.tfstate*",
     ]
   }
 
-  # The RDS-managed master password (secret rds!db-...) is for administrators, who are not
-  # under the boundary; no workload of either environment reads it (the app uses IAM auth).
-  statement {
-    sid       = "DenyDatabaseMasterSecretValues"
-    effect    = "Deny"
-    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
-    resources = ["arn:${local.partition}:secretsmanager:*:${local.account_id}:secret:rds!*"]
+  # The other environment's network interfaces, security groups and subnets by their VPC, for
+  # those that carry no tag (pod ENIs the VPC CNI created before it tagged them, eks.tf). The VPC
+  # is looked up: dev's first apply finds no prod VPC, so an administrator applies dev again
+  # after prod's first apply (README.md, "Apply order").
+  dynamic "statement" {
+    for_each = data.aws_vpcs.other_environment.ids
+    content {
+      sid       = "DenyOtherEnvironmentVpc${statement.key}"
+      effect    = "Deny"
+      actions   = ["ec2:*"]
+      resources = ["*"]
+      condition {
+        test     = "ArnEquals"
+        variable = "ec2:Vpc"
+        values   = ["arn:${local.partition}:ec2:${var.region}:${local.account_id}:vpc/${statement.value}"]
+      }
+    }
   }
 
+  # Administrators' alone: the RDS-managed master password (secret rds!db-...; no workload of
+  # either environment reads it, the app uses IAM auth), and the backups kept after an instance's
+  # deletion (prod keeps them), named auto-backup:ab-... without the instance's name, with no
+  # documented tags: none is deleted, restored (a restore from the live instance, as the drill
+  # does, is not on this resource) or replicated by a role under the boundary.
   statement {
-    sid       = "DenyOtherEnvironmentState"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = ["${local.state_bucket_arn}/titanic/${local.other_environment}.tfstate*"]
+    sid    = "DenyWhatOnlyAdministratorsDo"
+    effect = "Deny"
+    actions = [
+      "rds:DeleteDBInstanceAutomatedBackup",
+      "rds:RestoreDBInstanceToPointInTime",
+      "rds:StartDBInstanceAutomatedBackupsReplication",
+      "secretsmanager:GetSecretValue",
+      "secretsmanager:PutSecretValue",
+    ]
+    resources = [
+      "arn:${local.partition}:rds:*:${local.account_id}:auto-backup:*",
+      "arn:${local.partition}:secretsmanager:*:${local.account_id}:secret:rds!*",
+    ]
   }
 
-  # Record changes only in this environment's zone.
+  # Route 53 changes only in this environment's zone: records, and everything else that writes a
+  # zone (traffic policy instances create records, DNSSEC signing keys, VPC associations, tags).
+  # Nothing here uses traffic policies, health checks or other zones.
   statement {
     sid    = "DenyOtherDnsZones"
     effect = "Deny"
     actions = [
-      "route53:ChangeResourceRecordSets",
-      "route53:DeleteHostedZone",
+      "route53:Activate*",
+      "route53:Associate*",
+      "route53:Change*",
+      "route53:Create*",
+      "route53:Deactivate*",
+      "route53:Delete*",
+      "route53:Disable*",
+      "route53:Disassociate*",
+      "route53:Enable*",
+      "route53:Update*",
     ]
     not_resources = [local.route53_zone_arn]
   }
 
+  # Attaching or removing a WAF web ACL is authorised on the ALB without any tag
+  # (wafv2:AssociateWebACL, DisassociateWebACL) or on nothing (elasticloadbalancing:SetWebAcl): only
+  # this environment's Load Balancer Controller does it (the prod Ingress's wafv2-acl-arn). Dev's
+  # controller is kept off prod's ALBs by name (DenyOtherEnvironmentByName).
+  statement {
+    sid       = "DenyWebAclChanges"
+    effect    = "Deny"
+    actions   = ["elasticloadbalancing:SetWebAcl", "waf-regional:*associateWebACL", "wafv2:*associateWebACL"]
+    resources = ["*"]
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:PrincipalArn"
+      values   = ["${local.iam_arn}:role/${local.name}-aws-lb-controller"]
+    }
+  }
+
+  # What both environments share is read and used, never changed: the image repository is
+  # pulled and pushed (pushes only by the image push role: its repository policy, ecr.tf), the
+  # GitHub OIDC provider read.
   statement {
     sid    = "DenySharedResourceChanges"
     effect = "Deny"
-    actions = [
-      "ecr:BatchDeleteImage",
-      "ecr:DeleteLifecyclePolicy",
-      "ecr:DeleteRepository",
-      "ecr:DeleteRepositoryPolicy",
-      "ecr:PutImageScanningConfiguration",
-      "ecr:PutImageTagMutability",
-      "ecr:PutLifecyclePolicy",
-      "ecr:SetRepositoryPolicy",
-      "ecr:TagResource",
-      "ecr:UntagResource",
-      "iam:AddClientIDToOpenIDConnectProvider",
-      "iam:DeleteOpenIDConnectProvider",
-      "iam:RemoveClientIDFromOpenIDConnectProvider",
-      "iam:TagOpenIDConnectProvider",
-      "iam:UntagOpenIDConnectProvider",
-      "iam:UpdateOpenIDConnectProviderThumbprint",
+    not_actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:CompleteLayerUpload",
+      "ecr:Describe*",
+      "ecr:Get*",
+      "ecr:InitiateLayerUpload",
+      "ecr:List*",
+      "ecr:PutImage",
+      "ecr:UploadLayerPart",
+      "iam:GetOpenIDConnectProvider",
+      "iam:ListOpenIDConnectProviderTags",
     ]
     resources = [local.ecr_repository_arn, local.github_oidc_provider_arn]
   }
 
+  # The bucket's configuration, and the state's history: the bucket is versioned, so an
+  # overwritten state can be recovered unless its versions go.
   statement {
     sid    = "DenyStateBucketChanges"
     effect = "Deny"
     actions = [
       "s3:DeleteBucket*",
+      "s3:DeleteObjectVersion*",
       "s3:PutBucket*",
       "s3:PutEncryptionConfiguration",
       "s3:PutLifecycleConfiguration",
       "s3:PutReplicationConfiguration",
     ]
-    resources = [local.state_bucket_arn]
+    resources = [local.state_bucket_arn, "${local.state_bucket_arn}/*"]
   }
 
-  # The bucket is versioned: an overwritten state can be recovered unless its versions go.
+  # Account-wide ways around the denies above, which no role here needs: assuming another role
+  # (one trusting this account would shed the boundary), an access point on the state bucket
+  # (requests through it are authorised on the access point's ARN, not the bucket's), and
+  # account-level CloudWatch Logs policies (a subscription filter on every log group, prod's
+  # included, or a data protection policy over them).
   statement {
-    sid       = "DenyStateHistoryDeletion"
-    effect    = "Deny"
-    actions   = ["s3:DeleteObjectVersion*"]
-    resources = ["${local.state_bucket_arn}/*"]
+    sid    = "DenyAccountWideEscapes"
+    effect = "Deny"
+    actions = [
+      "logs:DeleteAccountPolicy",
+      "logs:PutAccountPolicy",
+      "s3:CreateAccessPoint*",
+      "s3:CreateMultiRegionAccessPoint",
+      "sts:AssumeRole",
+    ]
+    resources = ["*"]
   }
 }
 
@@ -480,7 +557,7 @@ data "aws_iam_policy_document" "permissions_boundary" {
   #checkov:skip=CKV_AWS_111:A permissions boundary grants nothing by itself: it is the ceiling of each role's own policies (PowerUserAccess-like, IAM only within titanic-<env>-*).
   #checkov:skip=CKV_AWS_356:A permissions boundary grants nothing by itself: it is the ceiling of each role's own policies (PowerUserAccess-like, IAM only within titanic-<env>-*).
   source_policy_documents = [
-    data.aws_iam_policy_document.terraform_apply_iam.json,
+    data.aws_iam_policy_document.iam_reads.json,
     data.aws_iam_policy_document.iam_guardrails.json,
     data.aws_iam_policy_document.environment_isolation.json,
   ]
@@ -504,24 +581,21 @@ data "aws_iam_policy_document" "permissions_boundary" {
     resources = ["${local.db_user_arn_prefix}/*"]
   }
 
-  # Karpenter names its instance profiles itself; its own policy scopes them by tag.
+  # IAM on this environment's roles and policies (the apply role's own statements list the
+  # calls; the guardrails above deny trust changes, roles without this boundary and changes
+  # to it), and on the instance profiles Karpenter creates: it names them <cluster>_<hash>
+  # (since 1.x under the path /karpenter/<region>/<cluster>/<uid>/) and its own policy scopes
+  # them by tag. No other instance profile (EKS's eks-<uuid> of the managed node groups, of
+  # either environment) is in reach. One statement with iam:* keeps the boundary under IAM's
+  # 6,144-character limit for a managed policy.
   statement {
-    sid = "KarpenterInstanceProfiles"
-    actions = [
-      "iam:AddRoleToInstanceProfile",
-      "iam:CreateInstanceProfile",
-      "iam:DeleteInstanceProfile",
-      "iam:GetInstanceProfile",
-      "iam:RemoveRoleFromInstanceProfile",
-      "iam:TagInstanceProfile",
+    sid     = "IamOfThisEnvironment"
+    actions = ["iam:*"]
+    resources = [
+      "${local.iam_arn}:instance-profile/*${local.name}_*",
+      "${local.iam_arn}:policy/${local.name}-*",
+      "${local.iam_arn}:role/${local.name}-*",
     ]
-    resources = ["${local.iam_arn}:instance-profile/*"]
-  }
-
-  statement {
-    sid       = "KarpenterListInstanceProfiles"
-    actions   = ["iam:ListInstanceProfiles"]
-    resources = ["*"]
   }
 }
 
@@ -599,5 +673,5 @@ module "github_role" {
 
   tags = local.tags
 
-  depends_on = [module.github_oidc_provider]
+  depends_on = [aws_iam_openid_connect_provider.github]
 }

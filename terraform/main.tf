@@ -11,6 +11,11 @@ locals {
 
   # The Kubernetes namespace the app runs in on this environment's cluster.
   app_namespace = "titanic-${var.environment}"
+
+  # The other environment's ALBs: the AWS Load Balancer Controller names an Ingress's ALB
+  # k8s-<first 8 alphanumerics of its namespace>-<first 8 of its name>-<hash> (no group.name or
+  # load-balancer-name annotation is used), so titanic-prod's are k8s-titanicp-*.
+  other_alb_name_prefix = "k8s-${substr(replace("titanic-${local.other_environment}", "/[^0-9A-Za-z]/", ""), 0, 8)}-"
 }
 
 locals {
@@ -53,5 +58,13 @@ data "aws_availability_zones" "available" {
 }
 
 data "aws_caller_identity" "current" {}
+
+# The other environment's VPC in this account, if it exists yet (iam.tf, DenyOtherEnvironmentVpc).
+data "aws_vpcs" "other_environment" {
+  tags = {
+    Project     = "titanic"
+    Environment = local.other_environment
+  }
+}
 
 data "aws_partition" "current" {}

@@ -228,3 +228,40 @@ def test_images_an_index_still_references_are_kept_and_go_with_it():
     after = ecr_lifecycle.run(everything, repository, today=30)
     assert set(after) == {"amd64", "arm64"}  # the index went; its images go in the next run
     assert ecr_lifecycle.run(everything, after, today=31) == {}
+
+
+# --------------------------------------------------------------------------- IAM: resource policies, context
+
+
+def test_a_resource_policy_deny_applies_to_the_principals_it_names():
+    repository = "arn:aws:ecr:us-east-1:111122223333:repository/titanic-api"
+    pusher = "arn:aws:iam::111122223333:role/titanic-dev-image-push"
+    only_the_pusher = {
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": ["ecr:PutImage"],
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": pusher}},
+            }
+        ]
+    }
+    for principal, expected in ((pusher, True), (ROLE, False)):
+        request = iam.request("ecr:PutImage", repository, None, **{"aws:PrincipalArn": principal})
+        assert iam.is_allowed(request, [allow()], resource_policies=[only_the_pusher]) is expected
+    named = {"Statement": [{"Effect": "Deny", "Principal": {"AWS": [ROLE]}, "Action": "ecr:*"}]}
+    request = iam.request("ecr:PutImage", repository, None, **{"aws:PrincipalArn": pusher})
+    assert iam.is_allowed(request, [allow()], resource_policies=[named])
+    with pytest.raises(NotImplementedError):
+        iam.decide(request, [allow()], resource_policies=[{"Statement": [{"Effect": "Allow", "Principal": "*"}]}])
+
+
+def test_a_service_key_reaches_only_the_actions_that_support_it():
+    eni = "arn:aws:ec2:us-east-1:111122223333:network-interface/eni-0a1b"
+    vpc = {"ec2:Vpc": "arn:aws:ec2:us-east-1:111122223333:vpc/vpc-0a1b"}
+    assert iam.request("ec2:UnassignPrivateIpAddresses", eni, None, **vpc).context == vpc
+    # eks:CreateAccessEntry knows no ec2:Vpc: a deny on it cannot stop that call.
+    assert iam.request("eks:CreateAccessEntry", CLUSTER, None, **vpc).context == {}
+    # Global keys are always there.
+    principal = {"aws:PrincipalArn": ROLE}
+    assert iam.request("eks:CreateAccessEntry", CLUSTER, None, **principal).context == principal

@@ -679,3 +679,61 @@ def test_the_deploy_markers_run_after_each_deploy():
         for p in r["selection"].get("tagPatternList", [])
     }
     assert {"dev-*", "prod-*"} <= patterns
+
+
+# --- the image job: a tag already in ECR must be this commit's build ----------------------------
+
+FAKE_IMAGE_TOOLS = r"""#!/usr/bin/env python3
+# Stand-ins for `aws ecr describe-images` and `docker buildx imagetools inspect --format '{{ json .Image }}'`
+# over a JSON file {tag: revision label of the image it holds}.
+import json, os, sys
+tags = json.load(open(os.environ["FAKE_TAGS"]))
+args = sys.argv[1:]
+if os.path.basename(sys.argv[0]) == "aws":
+    tag = args[args.index("--image-ids") + 1].partition("=")[2]
+    sys.exit(0 if tag in tags else 254)
+tag = args[args.index("inspect") + 1].rpartition(":")[2]
+config = {"config": {"Labels": {"org.opencontainers.image.revision": tags[tag]}}}
+print(json.dumps({"linux/amd64": config, "linux/arm64": config}))
+"""
+
+
+def run_image_tags_step(tmp_path, in_ecr):
+    if not shutil.which("jq"):
+        pytest.skip("jq is not installed here (GitHub's runners have it)")
+    job = jobs(REPO / ".github/workflows/deploy.yml")["image"]
+    script = next(s for s in job["steps"] if s.get("id") == "pushed")["run"]
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    for name in ("aws", "docker"):
+        (tmp_path / "bin" / name).write_text(FAKE_IMAGE_TOOLS)
+        (tmp_path / "bin" / name).chmod(0o755)
+    (tmp_path / "tags.json").write_text(json.dumps(in_ecr))
+    output = tmp_path / "output"
+    output.write_text("")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "FAKE_TAGS": str(tmp_path / "tags.json"),
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_REF": "refs/tags/v1.2.3",
+        "GITHUB_REF_NAME": "v1.2.3",
+        "GITHUB_SHA": "a" * 40,
+        "REPOSITORY_URL": "111122223333.dkr.ecr.us-east-1.amazonaws.com/titanic-api",
+    }
+    proc = subprocess.run(["bash", "-e", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    return proc, dict(line.split("=", 1) for line in output.read_text().splitlines())
+
+
+def test_a_tag_already_in_ecr_is_used_only_when_built_from_this_commit(tmp_path):
+    """Anyone who could push might have taken the next X.Y.Z or a future <sha> tag first; the job
+    would skip the build and release that image. It checks the image's revision label instead."""
+    url, sha = "111122223333.dkr.ecr.us-east-1.amazonaws.com/titanic-api", "a" * 40
+    proc, outputs = run_image_tags_step(tmp_path, {})
+    assert proc.returncode == 0 and outputs["tags"] == f"{url}:{sha},{url}:1.2.3" and outputs["exists"] == "false"
+    proc, outputs = run_image_tags_step(tmp_path, {sha: sha})  # a re-run after main pushed the commit
+    assert proc.returncode == 0 and outputs["tags"] == f"{url}:1.2.3", proc.stdout + proc.stderr
+    proc, outputs = run_image_tags_step(tmp_path, {sha: sha, "1.2.3": sha})
+    assert proc.returncode == 0 and outputs["exists"] == "true"
+    for planted in ({"1.2.3": "b" * 40}, {sha: "b" * 40}, {sha: ""}):
+        proc, outputs = run_image_tags_step(tmp_path, planted)
+        assert proc.returncode == 1 and "::error::" in proc.stdout, planted
+        assert "tags" not in outputs

