@@ -8,7 +8,7 @@ from dockerfile_parse import DockerfileParser
 
 def instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs of a Dockerfile, in order."""
-    parsed = DockerfileParser(fileobj=io.BytesIO(text.encode()))
+    parsed = DockerfileParser(fileobj=io.StringIO(text))
     return [(entry["instruction"], entry["value"]) for entry in parsed.structure if entry["instruction"] != "COMMENT"]
 
 

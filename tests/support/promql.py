@@ -14,12 +14,17 @@ def vector_selectors(expr: str) -> list[promql_parser.VectorSelector]:
 
 
 def metric_names(expr: str) -> set[str]:
-    return {selector.name for selector in vector_selectors(expr)}
+    return {_name(selector) for selector in vector_selectors(expr)}
 
 
 def selectors(expr: str) -> list[tuple[str, str]]:
     """(metric name, selector text) of every vector selector; each must carry label matchers."""
     found = vector_selectors(expr)
-    bare = [selector.name for selector in found if not selector.matchers.matchers]
+    bare = [_name(selector) for selector in found if not selector.matchers.matchers]
     assert not bare, f"a selector without {{...}} in {expr}: {bare}"
-    return [(selector.name, str(selector)) for selector in found]
+    return [(_name(selector), str(selector)) for selector in found]
+
+
+def _name(selector: promql_parser.VectorSelector) -> str:
+    assert selector.name, f"a selector without a metric name: {selector}"
+    return selector.name
