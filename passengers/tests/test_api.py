@@ -403,7 +403,7 @@ def test_drf_create_token_command_gives_a_working_token(editor, person_data):
 def test_writes_are_throttled_with_retry_after(editor_client, person_data, monkeypatch):
     from django.core.cache import cache
 
-    from passengers.views import WriteRateThrottle
+    from titanic.api.throttling import WriteRateThrottle
 
     cache.clear()
     monkeypatch.setattr(WriteRateThrottle, "THROTTLE_RATES", {"write": "3/min"})
