@@ -9,9 +9,18 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from passengers.models import AGE_MAX, NAME_MAX_LENGTH, SMALLINT_MAX, Passenger
+from passengers.models import (
+    AGE_MAX,
+    FARE_MAX,
+    NAME_MAX_LENGTH,
+    NAME_RULE,
+    SMALLINT_MAX,
+    Passenger,
+    validate_name_characters,
+)
 
 CSV_HEADER = [
     "Survived",
@@ -96,8 +105,10 @@ def _name(text):
         raise ValueError("must not be empty")
     if len(name) > NAME_MAX_LENGTH:
         raise ValueError(f"longer than {NAME_MAX_LENGTH} characters")
-    if "\x00" in name:
-        raise ValueError("contains a NUL character")
+    try:
+        validate_name_characters(name)
+    except ValidationError:
+        raise ValueError(f"must contain {NAME_RULE}") from None
     return name
 
 
@@ -109,7 +120,7 @@ COLUMNS = [
     ("Age", "age", lambda text: _number(text, 0, AGE_MAX)),
     ("Siblings/Spouses Aboard", "siblings_or_spouses_aboard", lambda text: _integer(text, 0, SMALLINT_MAX)),
     ("Parents/Children Aboard", "parents_or_children_aboard", lambda text: _integer(text, 0, SMALLINT_MAX)),
-    ("Fare", "fare", lambda text: _number(text, 0)),
+    ("Fare", "fare", lambda text: _number(text, 0, FARE_MAX)),
 ]
 
 

@@ -18,8 +18,20 @@ from rest_framework.authtoken.models import Token
 from passengers.models import DatasetVersion, stamp_cursor
 
 CACHED_VIEWS = {"people-list", "people-detail", "people-stats"}
-# What an answer of those views can depend on, besides the path and query string: not who asks.
-KEY_HEADERS = ("HTTP_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_ACCEPT")
+# What an answer of those views can depend on, besides the path and query string (not who asks): the
+# scheme (the server's, or X-Forwarded-Proto by SECURE_PROXY_SSL_HEADER), which decides the HTTPS
+# redirect and HSTS; the script prefix and the host of its links (SERVER_* when there is no Host);
+# and the representation asked for. Django reads no other forwarded header (USE_X_FORWARDED_HOST and
+# _PORT are off): one it is made to read must be added here.
+KEY_ENVIRON = (
+    "wsgi.url_scheme",
+    "HTTP_X_FORWARDED_PROTO",
+    "SCRIPT_NAME",
+    "HTTP_HOST",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "HTTP_ACCEPT",
+)
 PROMETHEUS_AFTER = "django_prometheus.middleware.PrometheusAfterMiddleware"
 
 
@@ -29,8 +41,8 @@ class CachedReadsMiddleware:
     The first request goes through everything below this middleware (sessions, CSRF, DRF's
     authentication and content negotiation, filters, rendering, headers) and its whole response is
     kept under the dataset stamp (models.DatasetVersion) read before it ran; the same request then
-    gets that response back (or a 304) without going through any of it (a throttle on reads would
-    have to sit above this middleware). The database renews the stamp in the same transaction as
+    gets that response back (or a 304) without going through any of it: DRF's read throttle
+    (titanic.api.throttling) counts only the renders. The database renews the stamp in the same transaction as
     every change to the passengers, however it is made, so the next read from any worker or pod
     renders afresh.
 
@@ -152,7 +164,7 @@ def _stamp_and_token_owner_sql():
 
 def _key(request, stamp):
     meta = request.META
-    varies = (stamp, request.path_info, meta.get("QUERY_STRING", ""), *(meta.get(name) for name in KEY_HEADERS))
+    varies = (stamp, request.path_info, meta.get("QUERY_STRING", ""), *(meta.get(name) for name in KEY_ENVIRON))
     return hashlib.sha256(repr(varies).encode()).digest()  # a few bytes, however long the headers
 
 

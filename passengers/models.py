@@ -2,13 +2,24 @@ import functools
 import uuid
 from collections import namedtuple
 
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connection, models
 from django.db.models import Q
+
+from titanic.text import UNPRINTABLE
 
 AGE_MAX = 150
 SMALLINT_MAX = 32767  # PositiveSmallIntegerField's ceiling on PostgreSQL
 NAME_MAX_LENGTH = 200
+# About twenty times the highest fare on board (512.3292): a fare is a price, not any float (1e308).
+FARE_MAX = 10_000
+# A name is one line of readable text: no control characters (CR, LF, tab, ...), line separators or
+# bidirectional overrides (titanic.text). The API, the admin (these validators) and loadcsv apply it,
+# and a CheckConstraint holds every other way in.
+NAME_RULE = (
+    "no control characters (such as CR, LF or tab), no U+2028 or U+2029 and no bidirectional formatting characters"
+)
+validate_name_characters = RegexValidator(UNPRINTABLE, inverse_match=True, message=f"Must contain {NAME_RULE}.")
 # The /people contract: its JSON fields in order, each with the model field it shows. The
 # serializer, person() and the API tests take the field list from here.
 CONTRACT_FIELDS = {
@@ -45,12 +56,12 @@ class Passenger(models.Model):
     uuid = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     survived = models.BooleanField()
     passenger_class = models.PositiveSmallIntegerField(choices=PassengerClass)
-    name = models.CharField(max_length=NAME_MAX_LENGTH)
+    name = models.CharField(max_length=NAME_MAX_LENGTH, validators=[validate_name_characters])
     sex = models.CharField(max_length=6, choices=Sex)
     age = models.FloatField(validators=[MinValueValidator(0), MaxValueValidator(AGE_MAX)])
     siblings_or_spouses_aboard = models.PositiveSmallIntegerField()
     parents_or_children_aboard = models.PositiveSmallIntegerField()
-    fare = models.FloatField(validators=[MinValueValidator(0)])
+    fare = models.FloatField(validators=[MinValueValidator(0), MaxValueValidator(FARE_MAX)])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -69,7 +80,9 @@ class Passenger(models.Model):
                 condition=Q(parents_or_children_aboard__gte=0), name="passenger_parents_not_negative"
             ),
             models.CheckConstraint(condition=Q(fare__gte=0), name="passenger_fare_not_negative"),
+            models.CheckConstraint(condition=Q(fare__lte=FARE_MAX), name="passenger_fare_at_most_10000"),
             models.CheckConstraint(condition=~Q(name=""), name="passenger_name_not_empty"),
+            models.CheckConstraint(condition=~Q(name__regex=UNPRINTABLE), name="passenger_name_printable"),
         ]
         indexes = [
             models.Index(fields=["passenger_class", "survived"]),

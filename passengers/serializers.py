@@ -4,7 +4,15 @@ from typing import Any
 from django.http import QueryDict
 from rest_framework import serializers
 
-from passengers.models import AGE_MAX, CONTRACT_FIELDS, NAME_MAX_LENGTH, SMALLINT_MAX, Passenger
+from passengers.models import (
+    AGE_MAX,
+    CONTRACT_FIELDS,
+    FARE_MAX,
+    NAME_MAX_LENGTH,
+    SMALLINT_MAX,
+    Passenger,
+    validate_name_characters,
+)
 
 
 def _age(value):
@@ -84,7 +92,7 @@ def _source(name):
 class PassengerSerializer(serializers.ModelSerializer):
     survived = StrictBooleanField()
     passengerClass = StrictIntegerChoiceField(**_source("passengerClass"), choices=Passenger.PassengerClass.values)
-    name = StrictCharField(max_length=NAME_MAX_LENGTH)
+    name = StrictCharField(max_length=NAME_MAX_LENGTH, validators=[validate_name_characters])
     sex = StrictChoiceField(choices=Passenger.Sex.values)
     age = StrictFloatField(min_value=0, max_value=AGE_MAX)
     siblingsOrSpousesAboard = StrictIntegerField(
@@ -93,7 +101,7 @@ class PassengerSerializer(serializers.ModelSerializer):
     parentsOrChildrenAboard = StrictIntegerField(
         **_source("parentsOrChildrenAboard"), min_value=0, max_value=SMALLINT_MAX
     )
-    fare = StrictFloatField(min_value=0)
+    fare = StrictFloatField(min_value=0, max_value=FARE_MAX)
 
     class Meta:
         model = Passenger

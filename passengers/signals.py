@@ -1,19 +1,4 @@
-import logging
-
 from django.apps import apps as global_apps
-from django.contrib.auth.signals import user_login_failed
-from django.dispatch import receiver
-
-logger = logging.getLogger("titanic.api")
-
-
-@receiver(user_login_failed)
-def log_login_failure(sender, credentials, request=None, **kwargs):
-    logger.warning(
-        "login failed for %s",
-        credentials.get("username"),
-        extra={"client": request.META.get("REMOTE_ADDR") if request else None},
-    )
 
 
 def restore_the_dataset_stamp_row(using, apps=global_apps, **kwargs):

@@ -10,7 +10,6 @@ from passengers.models import Passenger
 from passengers.selectors import person_row, person_rows, survival_stats
 from passengers.serializers import PassengerSerializer, StatsSerializer, person
 from titanic.api.pagination import OptInLimitOffsetPagination
-from titanic.api.throttling import WriteRateThrottle
 from titanic.idempotency.views import IDEMPOTENCY_KEY_PARAMETERS, IdempotentWritesMixin
 
 ERRORS = {
@@ -80,7 +79,6 @@ class PassengerViewSet(
     serializer_class = PassengerSerializer
     filterset_class = PassengerFilter
     pagination_class = OptInLimitOffsetPagination
-    throttle_classes = [WriteRateThrottle]
     lookup_field = "uuid"
 
     def list(self, request, *args, **kwargs):

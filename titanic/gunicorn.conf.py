@@ -38,6 +38,14 @@ keepalive = 75
 max_requests = 500000
 max_requests_jitter = 50000
 control_socket_disable = True  # it would be written to the read-only working directory
+# gunicorn derives nothing from forwarding headers, whoever the peer. By default it trusts 127.0.0.1,
+# which behind a sidecar or any same-host proxy is every client, to set the scheme with
+# X-Forwarded-Proto, -Protocol or -Ssl and SCRIPT_NAME (the prefix of every link) with a header.
+# The ALB sets X-Forwarded-Proto, which Django reads (SECURE_PROXY_SSL_HEADER), and X-Forwarded-For,
+# which titanic.clients reads; nothing else is honoured (docs/security.md).
+forwarded_allow_ips = ""
+secure_scheme_headers: dict[str, str] = {}
+forwarder_headers = ""
 accesslog = None  # titanic.middleware.RequestLogMiddleware writes one line per request
 # Nothing in the log formats uses the calling thread, process or source line: no record collects them
 # (the Python logging HOWTO, "Optimization").

@@ -2,6 +2,9 @@
 
 import contextvars
 import logging
+import re
+
+from titanic.text import UNPRINTABLE
 
 request_id_var = contextvars.ContextVar("request_id", default="-")
 
@@ -12,6 +15,22 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record):
         record.request_id = request_id_var.get()
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """One record, one line: the message (which may quote a client: a username, a path) has its
+    unprintable characters escaped (a newline becomes \\n); a traceback keeps its lines."""
+
+    def formatMessage(self, record):
+        record.message = _UNPRINTABLE.sub(_escape, record.message)
+        return super().formatMessage(record)
+
+
+_UNPRINTABLE = re.compile(UNPRINTABLE)
+
+
+def _escape(match):
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def logging_config(log_format="text", level="INFO"):
@@ -26,7 +45,10 @@ def logging_config(log_format="text", level="INFO"):
                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
                 "timestamp": False,
             },
-            "text": {"format": "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s"},
+            "text": {
+                "()": TextFormatter,
+                "fmt": "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s",
+            },
         },
         "handlers": {
             "console": {

@@ -1,4 +1,5 @@
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import JsonResponse
+from django.utils.cache import patch_cache_control
 
 from titanic.logging import request_id_var
 
@@ -53,8 +55,11 @@ class RequestLogMiddleware:
             request_id_var.reset(token)
 
 
-class BodySizeLimitMiddleware:
-    """Answer 413 before reading a body larger than TITANIC_MAX_BODY_BYTES (the admin gets Django's limit)."""
+class RequestBodyMiddleware:
+    """Refuse a body before any of it is read when it is larger than TITANIC_MAX_BODY_BYTES (413; the
+    admin gets Django's limit), its Content-Length is not a number (400), or its charset cannot turn
+    bytes into text (415): the codecs that are not text encodings (base64, rot13, zlib, ...) and idna,
+    punycode and undefined, on which Django's multipart parser and DRF's form parser raise (a 500)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -69,7 +74,53 @@ class BodySizeLimitMiddleware:
                 {"detail": f"Request body too large: {length} bytes, the limit is {settings.TITANIC_MAX_BODY_BYTES}."},
                 status=413,
             )
+        # Django sets the encoding from the Content-Type's charset when Python knows the name.
+        if request.encoding and not _decodes_text(request.encoding):
+            return JsonResponse({"detail": f'Unsupported charset "{request.encoding}".'}, status=415)
         return self.get_response(request)
+
+
+@functools.lru_cache(maxsize=64)
+def _decodes_text(charset):
+    try:
+        "".encode(charset)  # LookupError for a codec that is not a text encoding
+        # idna, punycode and undefined ignore the error handler: each byte value once is enough to raise.
+        bytes(range(256)).decode(charset, "replace")
+    except (LookupError, UnicodeError):
+        return False
+    return True
+
+
+class KnownMethodsMiddleware:
+    """Answer 405 to a method the service does not implement, above django-prometheus's middleware,
+    which labels its latency histogram with the raw method: each new name would add about 19 series."""
+
+    METHODS = frozenset(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    ALLOW = ", ".join(sorted(METHODS))
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method in self.METHODS:
+            return self.get_response(request)
+        response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+        response["Allow"] = self.ALLOW
+        return response
+
+
+class PrivateCacheControlMiddleware:
+    """Cache-Control: private on every answer to a request with credentials (a token or any cookie),
+    cached or rendered, so that no shared cache between the client and the service keeps it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.headers.get("authorization") or request.headers.get("cookie"):
+            patch_cache_control(response, private=True)
+        return response
 
 
 class InternalEndpointsMiddleware:

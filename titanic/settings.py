@@ -41,10 +41,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
-    "titanic",  # project-wide management commands (dbroles)
+    "titanic",  # project-wide: management commands (dbroles), the lockout's receivers, templates
     "passengers",
     "titanic.idempotency",
     "axes",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -52,13 +53,19 @@ MIDDLEWARE = [
     "titanic.middleware.RequestLogMiddleware",
     "titanic.middleware.DatabaseDeadlineMiddleware",
     "titanic.middleware.InternalEndpointsMiddleware",
-    "titanic.middleware.BodySizeLimitMiddleware",
+    "titanic.middleware.RequestBodyMiddleware",
+    # Above the metrics that label requests by method: no other method reaches them (docs/security.md).
+    "titanic.middleware.KnownMethodsMiddleware",
     # Above the cache, so that cached answers are counted (by view) like the others.
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Above the cache, so that cached answers to a token get it too.
+    "titanic.middleware.PrivateCacheControlMiddleware",
     # Above the layers whose work is the same for every cached answer: the security headers are kept
     # with it, a redirect to HTTPS is never kept, and static files are not passenger reads.
     "passengers.middleware.CachedReadsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Below the cache: the policy is kept with a cached answer, not built for each one.
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -119,6 +126,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://titanic")}
 
 AUTHENTICATION_BACKENDS = [
+    # Refuses (400) and counts an over-long username before anything else looks at it (titanic.lockout).
+    "titanic.lockout.UsernameLengthBackend",
     # Refuses a locked-out login before the password is checked (django-axes).
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -132,9 +141,16 @@ AXES_ENABLED = env.bool("DJANGO_AXES_ENABLED", default=True)
 AXES_FAILURE_LIMIT = env.int("DJANGO_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("DJANGO_LOGIN_LOCKOUT_HOURS", default=1.0)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_RESET_ON_SUCCESS = True
+# Not axes' reset: it deletes every failure matching the username OR the address, so any valid login
+# (a user with no permissions at all) would clear the address's guesses at the admin's password.
+# titanic.lockout clears only the failures recorded against the username that logged in.
+AXES_RESET_ON_SUCCESS = False
+# A refused attempt while locked out is still a failure: it restarts the cool-off, so a client that
+# keeps guessing stays locked out (axes' default, stated because the README relies on it).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
 AXES_CLIENT_IP_CALLABLE = "titanic.clients.client_ip"
-# Proxies in front of the app that append the peer they saw to X-Forwarded-For (the ALB: 1).
+# Proxies in front of the app that append the peer they saw to X-Forwarded-For (the ALB: 1): the
+# client address of the lockout and the throttles (titanic.clients). Nothing else reads the header.
 TITANIC_TRUSTED_PROXIES = env.int("TITANIC_TRUSTED_PROXIES", default=0)
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -171,6 +187,24 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
 X_FRAME_OPTIONS = "DENY"
+# What the browsable API, the admin and Swagger UI need, all served from here (docs/security.md);
+# Redoc adds what its bundle needs (titanic.views.OfflineRedocView). tests/test_browser.py loads
+# each page in Chromium and fails on any violation.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],  # style="" attributes in DRF's and the admin's templates
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -180,17 +214,21 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["titanic.api.permissions.ModelPermissionsOrAnonymousWrites"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "titanic.api.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "titanic.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "titanic.api.exception_handlers.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"write": env("TITANIC_WRITE_THROTTLE_RATE", default="120/min")},
+    "DEFAULT_THROTTLE_CLASSES": ["titanic.api.throttling.ReadRateThrottle", "titanic.api.throttling.WriteRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "read": env("TITANIC_READ_THROTTLE_RATE", default="120/min"),
+        "write": env("TITANIC_WRITE_THROTTLE_RATE", default="120/min"),
+    },
 }
 
 SPECTACULAR_SETTINGS = {

@@ -403,7 +403,7 @@ def test_drf_create_token_command_gives_a_working_token(editor, person_data):
 def test_writes_are_throttled_with_retry_after(editor_client, person_data, monkeypatch):
     from django.core.cache import cache
 
-    from passengers.views import WriteRateThrottle
+    from titanic.api.throttling import WriteRateThrottle
 
     cache.clear()
     monkeypatch.setattr(WriteRateThrottle, "THROTTLE_RATES", {"write": "3/min"})
@@ -693,3 +693,50 @@ def test_schema_documents_the_contract(client):
     assert person["fare"]["type"] == "number" and person["age"]["type"] == "number"
     assert person["uuid"]["readOnly"] is True
     assert "tokenAuth" in schema["components"]["securitySchemes"]
+
+
+# --- input ranges and the character policy of names (docs/security.md) -----------------------------
+
+FORBIDDEN_IN_NAMES = {
+    "LF": "\n", "CR": "\r", "tab": "\t", "escape": "\x1b", "DEL": "\x7f", "NEL (C1)": "\x85",
+    "line separator": "\u2028", "paragraph separator": "\u2029", "right-to-left override": "\u202e",
+    "left-to-right embedding": "\u202a", "first strong isolate": "\u2068", "right-to-left mark": "\u200f",
+    "Arabic letter mark": "\u061c",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("character", FORBIDDEN_IN_NAMES.values(), ids=FORBIDDEN_IN_NAMES.keys())
+def test_a_name_with_a_control_or_bidirectional_character_is_refused(editor_client, person_data, character):
+    for content_type in ("json", "multipart"):
+        response = editor_client.post("/people", {**person_data, "name": f"Mr. A{character}B"}, format=content_type)
+        assert response.status_code == 400
+        assert "control characters" in body(response)["name"][0]
+    assert not Passenger.objects.exists()
+
+
+# A Persian name needs the zero-width non-joiner (U+200C), which is not a bidirectional control.
+PERSIAN = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+KEPT_NAMES = ["Mlle. Émilie Ã…", "Mr. 李雷", f"Mrs. {PERSIAN}", "Miss. O'Brien (née Ünal)"]
+
+
+@pytest.mark.parametrize("name", KEPT_NAMES)
+def test_names_in_any_script_are_kept(editor_client, person_data, name):
+    response = editor_client.post("/people", {**person_data, "name": name}, format="json")
+    assert response.status_code == 201, body(response)
+    assert Passenger.objects.get().name == name
+
+
+@pytest.mark.parametrize(("fare", "status"), [(10000, 201), (512.3292, 201), (10000.01, 400), (1e308, 400)])
+def test_the_fare_is_at_most_10000(editor_client, person_data, fare, status):
+    response = editor_client.post("/people", {**person_data, "fare": fare}, format="json")
+    assert response.status_code == status, body(response)
+    assert Passenger.objects.count() == (status == 201)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("changes", [{"name": "Mr. A\nB"}, {"name": "Mr. \u202eA"}, {"fare": 1e308}])
+def test_the_database_refuses_what_the_validators_refuse(changes):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PassengerFactory(**changes)

@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from passengers.csv_import import CSV_HEADER, InvalidCSV, load_passengers_csv
-from passengers.models import DatasetVersion, Passenger
+from passengers.models import NAME_RULE, DatasetVersion, Passenger
 from passengers.tests.factories import PassengerFactory
 
 REAL_CSV = settings.BASE_DIR / "fixtures" / "titanic.csv"
@@ -176,6 +176,7 @@ def test_duplicate_names_are_distinct_stable_passengers(db, tmp_path):
 
 # --- bad input -------------------------------------------------------------------------------
 
+NAME_REASON = f"must contain {NAME_RULE}"
 BAD_ROWS = {
     # id: (the bad line, column reported, words the reason must contain)
     "wrong-column-count": ("0,3,Mr. Short Row,male,22,1,0", "*", "expected 8 columns, found 7"),
@@ -191,7 +192,13 @@ BAD_ROWS = {
     "empty-name": ("0,3,,male,22,1,0,7.25", "Name", "must not be empty"),
     "blank-name": ("0,3,   ,male,22,1,0,7.25", "Name", "must not be empty"),
     "long-name": (f"0,3,{'x' * 201},male,22,1,0,7.25", "Name", "longer than 200 characters"),
-    "nul-in-name": ("0,3,Mr. \x00,male,22,1,0,7.25", "Name", "contains a NUL character"),
+    "nul-in-name": ("0,3,Mr. \x00,male,22,1,0,7.25", "Name", NAME_REASON),
+    "tab-in-name": ("0,3,Mr.\tA,male,22,1,0,7.25", "Name", NAME_REASON),
+    "escape-in-name": ("0,3,Mr. \x1b[31mA,male,22,1,0,7.25", "Name", NAME_REASON),
+    "c1-control-in-name": ("0,3,Mr. \x85A,male,22,1,0,7.25", "Name", NAME_REASON),
+    "line-separator-in-name": ("0,3,Mr. \u2028A,male,22,1,0,7.25", "Name", NAME_REASON),
+    "bidi-override-in-name": ("0,3,Mr. \u202eA,male,22,1,0,7.25", "Name", NAME_REASON),
+    "bidi-isolate-in-name": ("0,3,Mr. \u2066A,male,22,1,0,7.25", "Name", NAME_REASON),
     "unknown-sex": ("0,3,Mr. A,unknown,22,1,0,7.25", "Sex", "'unknown' is not one of male, female, other"),
     "sex-capitalised": ("0,3,Mr. A,Male,22,1,0,7.25", "Sex", "'Male' is not one of male, female, other"),
     "age-negative": ("0,3,Mr. A,male,-1,1,0,7.25", "Age", "-1 is not between 0 and 150"),
@@ -210,7 +217,9 @@ BAD_ROWS = {
     ),
     "parents-negative": ("0,3,Mr. A,male,22,1,-2,7.25", "Parents/Children Aboard", "-2 is not between 0 and 32767"),
     "parents-not-integer": ("0,3,Mr. A,male,22,1,two,7.25", "Parents/Children Aboard", "'two' is not an integer"),
-    "fare-negative": ("0,3,Mr. A,male,22,1,0,-1", "Fare", "-1 is not between 0 and inf"),
+    "fare-negative": ("0,3,Mr. A,male,22,1,0,-1", "Fare", "-1 is not between 0 and 10000"),
+    "fare-over-10000": ("0,3,Mr. A,male,22,1,0,10000.01", "Fare", "10000.01 is not between 0 and 10000"),
+    "fare-1e308": ("0,3,Mr. A,male,22,1,0,1e308", "Fare", "1e308 is not between 0 and 10000"),
     "fare-not-a-number": ("0,3,Mr. A,male,22,1,0,cheap", "Fare", "'cheap' is not a number"),
     "fare-inf": ("0,3,Mr. A,male,22,1,0,1e999", "Fare", "'1e999' is not a finite number"),
     "huge-field": (f"0,3,{'x' * 140_000},male,22,1,0,7.25", "*", "unreadable: field larger than field limit"),

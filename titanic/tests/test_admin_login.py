@@ -9,6 +9,7 @@ import logging
 
 import pytest
 from axes.models import AccessAttempt
+from django.contrib.auth.backends import ModelBackend
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
@@ -77,6 +78,81 @@ def test_the_limit_th_failure_locks_and_a_success_before_it_resets_the_count(cli
     assert fail(client, LIMIT - 1, "alice") == [200] * (LIMIT - 1)
     assert log_in(client, "alice").status_code == 302
     assert fail(client, LIMIT, "alice") == [200] * (LIMIT - 1) + [429]
+
+
+@pytest.fixture
+def mallory(django_user_model):
+    """A user with no permission at all: /api-auth/login/ logs anyone in."""
+    return django_user_model.objects.create_user("mallory", password=PASSWORD)
+
+
+def api_login(client, username, address="192.0.2.10"):
+    client.logout()
+    form = {"username": username, "password": PASSWORD}
+    return client.post("/api-auth/login/", form, REMOTE_ADDR=address).status_code
+
+
+@pytest.mark.django_db
+def test_logging_in_as_another_user_does_not_clear_the_address_s_guesses(client, alice, mallory):
+    """Defect 1: with django-axes' reset on success, four guesses at alice's password and a login as
+    mallory, over and over, gave unlimited guesses from one address."""
+    assert fail(client, LIMIT - 1, "alice") == [200] * (LIMIT - 1)
+    assert api_login(client, "mallory") == 302
+    assert fail(client, 1, "alice") == [429]
+    # Locked both ways: alice from anywhere, and this address for anyone (mallory included).
+    assert log_in(client, "alice", address="198.51.100.9").status_code == 429
+    assert api_login(client, "mallory") == 429
+
+
+@pytest.mark.django_db
+def test_a_success_clears_only_the_failures_of_its_own_username(client, alice, bob):
+    fail(client, 2, "alice")
+    fail(client, 2, "alice", address="198.51.100.4")
+    fail(client, 2, "nobody")
+    assert log_in(client, "alice").status_code == 302
+    remaining = set(AccessAttempt.objects.values_list("username", "ip_address", "failures_since_start"))
+    assert remaining == {("nobody", "192.0.2.10", 2)}
+    # The address still has its two failures against another name: three more lock it.
+    assert fail(client, LIMIT - 2, "bob") == [200, 200, 429]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", [LOGIN, "/api-auth/login/"])
+def test_an_over_long_username_is_refused_unhashed_and_counted(client, alice, path, monkeypatch):
+    """Defect 3: Django's form does not enforce max_length; the password was hashed, nothing counted, a 500."""
+    checked = []
+    monkeypatch.setattr(ModelBackend, "authenticate", lambda *args, **kwargs: checked.append(args))
+    statuses = []
+    for length in [151, 300, 60_000]:
+        response = client.post(path, {"username": "a" * length, "password": "guess"}, REMOTE_ADDR="192.0.2.44")
+        statuses.append(response.status_code)
+        if response.status_code == 400:
+            assert response.json() == {"detail": "A username has at most 150 characters."}
+    assert statuses == [400, 400, 400]
+    assert checked == []  # no password was hashed
+    assert {len(name) for name in AccessAttempt.objects.values_list("username", flat=True)} == {150}
+    assert AccessAttempt.objects.get().failures_since_start == 3
+    codes = [client.post(path, {"username": "b" * 151, "password": "x"}, REMOTE_ADDR="192.0.2.44").status_code]
+    codes.append(client.post(path, {"username": "b" * 151, "password": "x"}, REMOTE_ADDR="192.0.2.44").status_code)
+    assert codes == [400, 429]  # the fifth failure from the address locks it
+    assert log_in(client, "alice", address="192.0.2.44").status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_username_of_the_longest_allowed_length_is_an_ordinary_failure(client, alice):
+    assert log_in(client, "a" * 150, "wrong").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "forwarded", ["not-an-ip", "203.0.113.7:443", "[2001:db8::1]", "fe80::1%eth0", "999.1.1.1", "unknown", "1.1.1.1, x"]
+)
+def test_behind_the_alb_a_malformed_forwarded_address_falls_back_to_the_peer(client, alice, settings, forwarded):
+    """Defect 6: the entry was stored in an inet column (a 500 on login)."""
+    settings.TITANIC_TRUSTED_PROXIES = 1
+    assert fail(client, 1, "alice", address="10.0.1.20", HTTP_X_FORWARDED_FOR=forwarded) == [200]
+    assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == ["10.0.1.20"]
+    assert log_in(client, "alice", address="10.0.1.20", HTTP_X_FORWARDED_FOR=forwarded).status_code == 302
 
 
 @pytest.mark.django_db
@@ -156,6 +232,10 @@ def test_behind_the_alb_the_address_is_the_one_it_appended(client, alice, settin
         (2, "1.1.1.1, 203.0.113.7, 10.0.0.5", "203.0.113.7"),
         (2, "203.0.113.7", "10.0.1.20"),  # shorter than the proxy chain: not trusted
         (1, "1.1.1.1, ", "10.0.1.20"),
+        (1, "1.1.1.1, not-an-ip", "10.0.1.20"),  # malformed: the peer, never the forgeable entry left of it
+        (1, "2001:DB8:0:0::1", "2001:db8::1"),  # canonical form: one count per address
+        (1, "fe80::1%eth0", "10.0.1.20"),
+        (0, None, "10.0.1.20"),
     ],
 )
 def test_client_ip(rf, settings, proxies, forwarded, expected):
