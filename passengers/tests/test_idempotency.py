@@ -323,7 +323,7 @@ def test_concurrent_requests_with_one_key_store_one_passenger(editor_client, per
 def test_a_replay_counts_against_the_write_throttle(editor_client, person_data, monkeypatch):
     from django.core.cache import cache
 
-    from passengers.views import WriteRateThrottle
+    from titanic.api.throttling import WriteRateThrottle
 
     cache.clear()
     monkeypatch.setattr(WriteRateThrottle, "THROTTLE_RATES", {"write": "2/min"})
