@@ -48,8 +48,9 @@ def app_server(workdir: Path, url: str, gunicorn_env: dict[str, str]) -> Gunicor
         **gunicorn_env,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "INFO",
-        # The default (120/min per user) would turn the POST run into a 429 benchmark.
+        # The defaults (120/min per client) would turn the POST run and the renders into 429 benchmarks.
         "TITANIC_WRITE_THROTTLE_RATE": "100000000/min",
+        "TITANIC_READ_THROTTLE_RATE": "100000000/min",
     }
     return Gunicorn(workdir, database_url=url, env=env)
 
