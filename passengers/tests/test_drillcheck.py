@@ -22,9 +22,8 @@ def drillcheck():
 def test_passes_on_a_migrated_loaded_database_and_changes_nothing(passenger):
     stamp = DatasetVersion.current()
     output = drillcheck()
-    assert output.startswith(
-        "drillcheck: passed: schema at passengers.0002_dataset_stamp_triggers, no migration pending"
-    )
+    latest = MigrationRecorder.Migration.objects.filter(app="passengers").latest("id").name
+    assert output.startswith(f"drillcheck: passed: schema at passengers.{latest}, no migration pending")
     assert "1 passengers" in output and f"dataset stamp {stamp}, renewed by a change" in output
     assert DatasetVersion.current() == stamp, "the trial change was not rolled back"
     assert Passenger.objects.get().updated_at == passenger.updated_at
