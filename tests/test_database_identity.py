@@ -163,7 +163,7 @@ def test_a_complete_configuration_turns_iam_authentication_on():
     ("change", "problem"),
     [
         ({"ENGINE": "django_prometheus.db.backends.sqlite3"}, "must be a PostgreSQL URL"),
-        ({"PASSWORD": "secret"}, "must have no password"),
+        ({"PASSWORD": "secret"}, "must have no password"),  # pragma: allowlist secret
         ({"HOST": ""}, "must name the user and the host"),
         ({"OPTIONS": {}}, "must set sslmode to one of require"),
         ({"OPTIONS": {"sslmode": "prefer"}}, "must set sslmode to one of require"),
@@ -178,7 +178,11 @@ def test_each_misconfiguration_is_named(change, problem):
 
 def test_a_misconfigured_service_does_not_start():
     result = manage(
-        "check", url="postgres://titanic_app:pw@db.example/titanic", check=False, DATABASE_IAM_AUTH="1", AWS_REGION=""
+        "check",
+        url="postgres://titanic_app:pw@db.example/titanic",  # pragma: allowlist secret
+        check=False,
+        DATABASE_IAM_AUTH="1",
+        AWS_REGION="",
     )
     assert result.returncode == 1
     assert "ImproperlyConfigured: DATABASE_IAM_AUTH=1: DATABASE_URL must have no password" in result.stderr
@@ -259,7 +263,8 @@ def test_dbroles_refuses_one_user_for_both(monkeypatch):
 def signed():
     """A token signed by botocore with known session credentials, the moment it was made, and the
     validator's state in which it is valid."""
-    key_id, secret, session_token = "ASIAEXAMPLEKEY000001", "example-secret", "example-session-token"
+    key_id = "ASIAEXAMPLEKEY000001"  # pragma: allowlist secret
+    secret, session_token = "example-secret", "example-session-token"
     client = botocore.session.get_session().create_client(
         "rds",
         region_name=REGION,
