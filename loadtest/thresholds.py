@@ -4,7 +4,7 @@ A run passes when every check passes: the ratio of failed requests, the throughp
 p99 latency of every endpoint the run exercised. Failed means a transport error or an answer the
 scenario did not expect (any 5xx, 429, a 200 where a 304 or a 201 was due...).
 
-How the sets were chosen (README, "Load test"):
+How the sets were chosen (docs/operations.md, "Load test"):
 - deployment: what a client of dev or prod should get through the load balancer, stricter than the
   alerts of the monitoring component (p95 above 1 s on an endpoint pages; 5xx above 5 % pages): a
   load test must fail before users would notice. The whole list is 200 kB, so it gets more time.
