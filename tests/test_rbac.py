@@ -98,8 +98,8 @@ def repo_grants(overlay):
 def script_commands():
     lines = (REPO / "scripts/deploy").read_text().splitlines()
     code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    # kubectl itself, or read_cluster <output file> (kubectl with retries)
-    return set(re.findall(r"\b(?:kubectl|read_cluster \S+) (rollout \w+|\w+)", code))
+    # kubectl itself, or read_cluster <output file> and retry_kubectl (kubectl with retries)
+    return set(re.findall(r"\b(?:kubectl|read_cluster \S+|retry_kubectl) (rollout \w+|\w+)", code))
 
 
 def needs(overlay):
