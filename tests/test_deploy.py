@@ -520,5 +520,11 @@ def test_the_workflow_gives_the_deploy_time_for_every_wait():
         "rollback's rollout": rollout,
     }
     workflow = yaml.safe_load((REPO / ".github/workflows/deploy-environment.yml").read_text())
-    minutes = workflow["jobs"]["deploy"]["timeout-minutes"]
+    job = workflow["jobs"]["deploy"]
+    [dns] = [s for s in job["steps"] if s.get("id") == "dns"]
+    waits["the public name (before the load test)"] = dns["env"]["DNS_WAIT_SECONDS"]
+    from loadtest import PROFILES
+
+    waits["load test"] = PROFILES["gentle"].seconds
+    minutes = job["timeout-minutes"]
     assert sum(waits.values()) + 5 * 60 <= minutes * 60, (waits, minutes)  # 5 minutes for the rest
