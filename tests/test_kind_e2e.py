@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.support import REPO
-from tests.support.kubernetes import objects
+from tests.support.kubernetes import objects, one, pod_need
 
 pytestmark = pytest.mark.infra
 
@@ -254,3 +254,27 @@ def test_the_scale_in_can_happen_within_the_wait():
     wait = int(match.group(1))
     assert window + 15 + 15 < wait, (window, wait)
     assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"], "the load test must have room to scale out"
+
+
+# One kind node on a 2-vCPU runner (GitHub's standard runner for private repositories; kind reserves
+# nothing for the system). CPU requests already on it before the deploy, in millicores: kubeadm's
+# static pods (API server 250, controller manager 200, scheduler 100, etcd 100), CoreDNS 2 x 100,
+# kindnet 100, metrics-server 100, the Envoy Gateway controller 100, its Envoy 100 + shutdown
+# manager 10. Assumed from the components' defaults, not measured (no Docker here).
+KIND_NODE_CPU_M = 2000
+KIND_BASELINE_CPU_M = 250 + 200 + 100 + 100 + 2 * 100 + 100 + 100 + 100 + 110
+
+
+def test_the_rolling_restart_and_the_scale_out_fit_one_kind_node_on_a_2_vcpu_runner():
+    """maxUnavailable 0: the rolling restart needs room for its surge pod while old pods terminate
+    (at worst all of them), and the scale-out for the HPA's maximum; else pods stay Pending."""
+    deployment = one("local", "Deployment", "titanic-api")["spec"]
+    hpa = one("local", "HorizontalPodAutoscaler")["spec"]
+    surge = -(-hpa["minReplicas"] * int(deployment["strategy"]["rollingUpdate"]["maxSurge"].rstrip("%")) // 100)
+    app_pods = max(hpa["maxReplicas"], 2 * hpa["minReplicas"] + surge)
+    app = pod_need(deployment["template"]["spec"], "requests", "cpu") * 1000
+    others = [one("local", "StatefulSet", "postgres")["spec"]["template"]["spec"]]
+    others += [c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in objects("local") if c["kind"] == "CronJob"]
+    needed = KIND_BASELINE_CPU_M + app_pods * app + sum(pod_need(pod, "requests", "cpu") * 1000 for pod in others)
+    assert needed <= KIND_NODE_CPU_M, (needed, app_pods, app)
+    assert KIND_BASELINE_CPU_M + app_pods * 250 > KIND_NODE_CPU_M, "the base's 250m would not fit: the check can fail"

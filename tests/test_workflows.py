@@ -301,6 +301,17 @@ def test_a_name_that_never_resolves_skips_the_load_test_and_says_why(tmp_path):
     assert all(s["if"] == "inputs.load-test && steps.dns.outputs.resolved == 'true'" for s in gated)
 
 
+def test_every_job_that_runs_go_sets_go_up_first():
+    """A runner image's default Go is not to be relied on: a job that runs `go` installs it first."""
+    for path in WORKFLOWS:
+        for name, job in jobs(path).items():
+            commands = [s.get("run", "") for s in job.get("steps", [])]
+            runs_go = [i for i, run in enumerate(commands) if re.search(r"(^|\n|\$\()\s*go ", run)]
+            if runs_go:
+                setup = [i for i, s in enumerate(job["steps"]) if s.get("uses", "").startswith("actions/setup-go@")]
+                assert setup and setup[0] < runs_go[0], f"{path.name} {name}: go before actions/setup-go"
+
+
 def test_dependabot_covers_pip_actions_and_docker():
     updates = {u["package-ecosystem"]: u for u in load(REPO / ".github/dependabot.yml")["updates"]}
     assert updates["pip"]["directory"] == "/requirements"
