@@ -213,7 +213,7 @@ def test_objects_validate_against_kubernetes_schemas(overlay):
 
 def test_custom_resources_validate_against_their_crds(overlay):
     custom = [o for o in objects(overlay) + cluster_objects(overlay) if (o["apiVersion"], o["kind"]) in crd_schemas()]
-    local = {"HTTPRoute", "Gateway", "GatewayClass", "EnvoyProxy"}
+    local = {"HTTPRoute", "Gateway", "GatewayClass", "EnvoyProxy", "BackendTrafficPolicy"}
     expected = local if overlay == "local" else {"ExternalSecret", "SecretStore"}
     expected |= set() if overlay == "local" else {"ServiceMonitor", "PrometheusRule", "NodePool", "EC2NodeClass"}
     assert {o["kind"] for o in custom} == expected
@@ -361,6 +361,18 @@ def test_gunicorn_keeps_idle_connections_longer_than_the_alb(overlay):
     only_for(EKS, overlay)
     idle = int(alb_attributes(one(overlay, "Ingress"), "load-balancer")["idle_timeout.timeout_seconds"])
     assert gunicorn_config(overlay)["keepalive"] > idle, (gunicorn_config(overlay)["keepalive"], idle)
+
+
+def test_envoy_gives_up_idle_connections_before_gunicorn(overlay):
+    """Locally Envoy plays the ALB: its upstream idle timeout (default 1 h) must end before
+    gunicorn's keep-alive closes the connection under it."""
+    only_for(["local"], overlay)
+    [policy] = [p for p in of_kind(overlay, "BackendTrafficPolicy") if p["spec"]["timeout"]["http"]]
+    route = one(overlay, "HTTPRoute")["metadata"]["name"]
+    assert {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route} in policy["spec"]["targetRefs"]
+    idle = policy["spec"]["timeout"]["http"]["connectionIdleTimeout"]
+    assert re.fullmatch(r"\d+s", idle), idle
+    assert int(idle[:-1]) < gunicorn_config(overlay)["keepalive"], (idle, gunicorn_config(overlay)["keepalive"])
 
 
 def test_alb_targets_wait_for_the_readiness_gate(overlay):

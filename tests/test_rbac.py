@@ -42,6 +42,7 @@ RESOURCES = {
     "ServiceMonitor": ("monitoring.coreos.com", "servicemonitors"),
     "PrometheusRule": ("monitoring.coreos.com", "prometheusrules"),
     "HTTPRoute": ("gateway.networking.k8s.io", "httproutes"),
+    "BackendTrafficPolicy": ("gateway.envoyproxy.io", "backendtrafficpolicies"),
 }
 APPLY_VERBS = ("get", "create", "patch")
 # scripts/deploy's kubectl commands -> (group, resource, verbs) they need; a kind in the key's
