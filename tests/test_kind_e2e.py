@@ -278,3 +278,23 @@ def test_the_rolling_restart_and_the_scale_out_fit_one_kind_node_on_a_2_vcpu_run
     needed = KIND_BASELINE_CPU_M + app_pods * app + sum(pod_need(pod, "requests", "cpu") * 1000 for pod in others)
     assert needed <= KIND_NODE_CPU_M, (needed, app_pods, app)
     assert KIND_BASELINE_CPU_M + app_pods * 250 > KIND_NODE_CPU_M, "the base's 250m would not fit: the check can fail"
+
+
+def test_the_route_is_reached_through_envoys_node_port_not_a_port_forward():
+    """kind maps the node port the EnvoyProxy fixes for the Gateway's listener to 127.0.0.1:PORT;
+    `kubectl port-forward` (one stream through the API server) breaks under the load test."""
+    script = SCRIPT.read_text()
+    assert "port-forward" not in script_text()
+    match = re.search(r"^ENVOY_NODE_PORT=(\d+)$", script, re.MULTILINE)
+    assert match, "scripts/kind-e2e sets no ENVOY_NODE_PORT"
+    node_port = int(match.group(1))
+    assert re.search(r"containerPort: \$ENVOY_NODE_PORT\n\s+hostPort: \$port\n\s+listenAddress: 127.0.0.1", script)
+    assert '--config "$work/kind.yaml"' in script
+    rendered = local_objects()
+    [gateway] = of_kind(rendered, "Gateway")
+    [listener] = gateway["spec"]["listeners"]
+    assert envoy_service_type(rendered, gateway) == "NodePort"
+    [proxy] = of_kind(rendered, "EnvoyProxy")
+    ports = proxy["spec"]["provider"]["kubernetes"]["envoyService"]["patch"]["value"]["spec"]["ports"]
+    assert {"port": listener["port"], "nodePort": node_port} in ports
+    assert 30000 <= node_port <= 32767, "the default node port range"
