@@ -59,7 +59,7 @@ def test_help():
 def test_missing_docker_fails_fast_and_clearly():
     result, seconds = run(path="/usr/bin:/bin")  # no docker, kind or helm there
     assert result.returncode == 2
-    assert "docker is not installed" in result.stderr and "kind v0.33.0" in result.stderr
+    assert "docker is not installed" in result.stderr and "kind v0.31.0" in result.stderr
     assert seconds < 5
 
 
