@@ -886,3 +886,14 @@ def test_the_database_roles_pod_passes_pod_security_and_the_network_policies(ove
     assert policies["titanic-api-egress"]["podSelector"]["matchLabels"].items() <= labels
     assert not policies["titanic-api-ingress"]["podSelector"]["matchLabels"].items() <= labels
     assert not one(overlay, "Service", "titanic-api")["spec"]["selector"].items() <= labels
+
+
+def test_the_app_never_takes_the_system_node_groups_room(overlay):
+    """The system group has no taint: without a required node affinity, app pods could fill dev's one
+    system node and leave a rescheduled controller Pending."""
+    affinity = one(overlay, "Deployment")["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    [(key, value)] = system_node_label().items()
+    assert terms and all(
+        {"key": key, "operator": "NotIn", "values": [value]} in term["matchExpressions"] for term in terms
+    )
