@@ -1,4 +1,4 @@
-"""tests/support: the TCP proxy against a loopback echo server, and the parsers on small inputs."""
+"""tests/support: the tool lookup, the TCP proxy against a loopback echo server, and the parsers on small inputs."""
 
 import contextlib
 import socket
@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests import support
 from tests.support.dockerfile import healthcheck_command, stages
 from tests.support.hcl import blocks, strip_meta
 from tests.support.net import TcpProxy
@@ -128,3 +129,32 @@ def test_hcl_blocks_are_plain():
     parsed = {"main.tf": {"variable": [{'"region"': {"type": "${string}", "__is_block__": True}}]}}
     assert blocks(parsed, "variable") == {"region": {"type": "string"}}
     assert strip_meta(['"a"', "${var.b}", 3]) == ["a", "var.b", 3]
+
+
+@pytest.fixture
+def no_tools(monkeypatch, tmp_path):
+    """Neither .venv-tools nor anything on PATH."""
+    monkeypatch.setattr(support, "REPO", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+
+def test_a_missing_tool_skips_naming_how_to_install_it(no_tools, monkeypatch):
+    monkeypatch.delenv(support.REQUIRE_TOOLS, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"^actionlint not found: make tools$"):
+        support.tool_path("actionlint")
+    with pytest.raises(pytest.skip.Exception, match=r"^terraform not found: install terraform on PATH$"):
+        support.tool_path("terraform")
+
+
+def test_a_missing_tool_fails_where_tools_are_required(no_tools, monkeypatch):
+    monkeypatch.setenv(support.REQUIRE_TOOLS, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"^wrk not found: make system-packages"):
+        support.tool_path("wrk")
+
+
+def test_a_tool_is_found_on_path_and_taken_from_the_tools_virtualenv_first(no_tools, tmp_path):
+    (tmp_path / "hadolint").touch(mode=0o755)
+    assert support.tool_path("hadolint") == str(tmp_path / "hadolint")
+    (tmp_path / ".venv-tools" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv-tools" / "bin" / "hadolint").touch()
+    assert support.tool_path("hadolint") == str(tmp_path / ".venv-tools" / "bin" / "hadolint")

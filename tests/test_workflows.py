@@ -627,8 +627,7 @@ elif command == "put-image":
 
 
 def run_keep_step(tmp_path, state):
-    if not shutil.which("jq"):
-        pytest.skip("jq is not installed here (GitHub's runners have it)")
+    tool_path("jq")  # the step runs it from PATH
     job = jobs(REPO / ".github/workflows/keep-deployed-image.yml")["tag"]
     script = next(s for s in job["steps"] if "run" in s)
     (tmp_path / "bin").mkdir(exist_ok=True)
@@ -700,8 +699,7 @@ print(json.dumps({"linux/amd64": config, "linux/arm64": config}))
 
 
 def run_image_tags_step(tmp_path, in_ecr):
-    if not shutil.which("jq"):
-        pytest.skip("jq is not installed here (GitHub's runners have it)")
+    tool_path("jq")  # the step runs it from PATH
     job = jobs(REPO / ".github/workflows/deploy.yml")["image"]
     script = next(s for s in job["steps"] if s.get("id") == "pushed")["run"]
     (tmp_path / "bin").mkdir(exist_ok=True)

@@ -636,6 +636,7 @@ def test_a_write_is_seen_by_the_next_read_of_a_cached_passenger(client, editor_c
     assert client.get(target).status_code == 404
 
 
+@pytest.mark.slow
 def test_the_response_cache_counts_what_its_entries_take_in_memory(client, passenger):
     import tracemalloc
 

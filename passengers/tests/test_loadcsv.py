@@ -414,6 +414,7 @@ def load_measuring_memory(path):
 # PostgreSQL only: this is the database production loads into, and on SQLite the 200,000 inserts
 # would add about a minute to the SQLite pass without telling us anything more about streaming.
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the 200,000-row load runs on PostgreSQL only")
+@pytest.mark.slow
 def test_a_200000_row_file_loads_completely_and_streams(db, tmp_path):
     small = write_generated_csv(tmp_path / "20k.csv", 20_000)
     big = write_generated_csv(tmp_path / "200k.csv", 200_000)
