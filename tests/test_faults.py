@@ -26,6 +26,7 @@ import psycopg
 import pytest
 import requests
 
+from tests.example import person_body
 from tests.support.gunicorn import HTTPS, Gunicorn
 from tests.support.net import TcpProxy
 from tests.support.pgcluster import PgCluster
@@ -43,16 +44,6 @@ CONNECT_TIMEOUT = 2
 ANSWER_BOUND = 2 * CONNECT_TIMEOUT + 4.0
 RETRY_AFTER = "5"
 UNAVAILABLE = {"detail": "The database is unavailable; try again shortly."}
-
-PERSON = {
-    "survived": False,
-    "passengerClass": 3,
-    "sex": "female",
-    "age": 30,
-    "siblingsOrSpousesAboard": 0,
-    "parentsOrChildrenAboard": 0,
-    "fare": 7.25,
-}
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +202,7 @@ class Load:
             time.sleep(float(answer.retry_after or 0) if answer.status == 409 else 0.02)
 
     def _post(self, name, headers):
-        answer = send(self.server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=headers)
+        answer = send(self.server, "POST", "/people", kind="write", json=person_body(name=name), headers=headers)
         answer.name = name
         return answer
 
@@ -274,7 +265,7 @@ def test_database_away_every_view_answers_503_with_retry_after_and_the_pod_stays
         with proxy.down():
             ready = server.get_from_every_worker("/ready")
             answers = {
-                what: send(server, method, path, json=PERSON if method == "POST" else None, headers=headers)
+                what: send(server, method, path, json=person_body() if method == "POST" else None, headers=headers)
                 for what, (method, path, headers) in needs_database.items()
             }
             health = send(server, "GET", "/health")
@@ -423,7 +414,7 @@ def test_a_write_committed_just_before_a_crash_is_not_repeated_by_a_retry_with_i
     headers = {"Authorization": f"Token {token}"} | ({"Idempotency-Key": idempotency_key()} if keyed else {})
 
     def post():
-        return send(server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=headers)
+        return send(server, "POST", "/people", kind="write", json=person_body(name=name), headers=headers)
 
     def stored():
         return [
@@ -472,7 +463,7 @@ def test_one_worker_killed_under_load_and_its_write_retried_with_its_key(cluster
     auth = {"Authorization": f"Token {token}", "Idempotency-Key": idempotency_key()}
 
     def post():
-        return send(server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=auth)
+        return send(server, "POST", "/people", kind="write", json=person_body(name=name), headers=auth)
 
     with serve(tmp_path, cluster.url(DATABASE), **held_for) as server:
         before = set(server.workers())
@@ -483,7 +474,7 @@ def test_one_worker_killed_under_load_and_its_write_retried_with_its_key(cluster
             write.request(
                 "POST",
                 "/people",
-                body=json.dumps({**PERSON, "name": name}),
+                body=json.dumps(person_body(name=name)),
                 headers={**HTTPS, **auth, "Content-Type": "application/json"},
             )
             wait_until(lambda: waiting_for_a_lock(cluster) == 1, "the write never reached the lock")
@@ -532,7 +523,7 @@ def test_concurrent_requests_with_one_key_store_one_row(cluster, token, tmp_path
 
     def post():
         barrier.wait()
-        answers.append(send(server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=auth))
+        answers.append(send(server, "POST", "/people", kind="write", json=person_body(name=name), headers=auth))
 
     with serve(tmp_path, cluster.url(DATABASE), **held_for) as server, cluster.connect(DATABASE) as lock:
         server.get_from_every_worker("/people")  # each worker has loaded the app
@@ -547,7 +538,7 @@ def test_concurrent_requests_with_one_key_store_one_row(cluster, token, tmp_path
         lock.rollback()
         for thread in threads:
             thread.join(timeout=30)
-        later = send(server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=auth)
+        later = send(server, "POST", "/people", kind="write", json=person_body(name=name), headers=auth)
     stored = cluster.sql(f"SELECT count(*) FROM passengers_passenger WHERE name = '{name}'", DATABASE)[0][0]
     assert_clear(answers)
     statuses = sorted(a.status or 0 for a in answers)
