@@ -10,7 +10,7 @@ from typing import Any
 
 from bench import log
 from tests.example import person_body
-from tests.support.gunicorn import Gunicorn
+from tests.harness.gunicorn import Gunicorn
 
 REPORT_SCRIPT = Path(__file__).with_name("report.lua")
 LATENCY_CONNECTIONS = 8

@@ -1,7 +1,7 @@
 """Node capacity: prod at its peak fits the Karpenter NodePool and its namespace quota, and
 kustomize/README.md says so.
 
-The peak is tests.support.kubernetes.rollout_peak: a rollout at HPA maximum (max + surge + every
+The peak is tests.infra_readers.kubernetes.rollout_peak: a rollout at HPA maximum (max + surge + every
 old pod still terminating) plus one run of each Job and CronJob, plus an add-on budget, on the
 smallest nodes the NodePool may launch. The table this test builds from the rendered manifests must
 appear verbatim in kustomize/README.md ("Node capacity").
@@ -11,8 +11,8 @@ import math
 
 import pytest
 
-from tests.support import REPO
-from tests.support.kubernetes import one, pod_need, quantity, rollout_peak
+from tests.harness import REPO
+from tests.infra_readers.kubernetes import one, pod_need, quantity, rollout_peak
 
 pytestmark = pytest.mark.infra
 

@@ -21,8 +21,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support import REPO, tool_path
-from tests.support.dockerfile import exec_form, healthcheck_command, stages
+from tests.harness import REPO, tool_path
+from tests.infra_readers.dockerfile import exec_form, healthcheck_command, stages
 
 pytestmark = pytest.mark.infra
 

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from tests.support import REPO, tool_path
-from tests.support.dockerfile import exec_form, healthcheck_command, instructions, stages
+from tests.harness import REPO, tool_path
+from tests.infra_readers.dockerfile import exec_form, healthcheck_command, instructions, stages
 
 pytestmark = pytest.mark.infra
 

@@ -1,11 +1,11 @@
 """The service's database identities (issue 25, items 1-2): `manage.py dbroles`, the least-privilege app
 user and the migrator, and RDS IAM authentication under credential rotation.
 
-PostgreSQL is a cluster of this module's own (tests/support/pgcluster.py) set up like RDS: TLS, a
+PostgreSQL is a cluster of this module's own (tests/harness/pgcluster.py) set up like RDS: TLS, a
 master user `titanic` that creates roles and databases but is no superuser, and an `rds_iam` role.
 The privilege tests log the two users in with the passwords dbroles can set; the IAM tests send them
 through PAM to a validator that checks each token as RDS does, against a fake EKS Pod Identity agent
-that replaces the app's AWS credentials every second (tests/support/rds_iam.py). The service is
+that replaces the app's AWS credentials every second (tests/harness/rds_iam.py). The service is
 gunicorn with the project's config. Run with -s to see the figures (docs/reliability.md).
 """
 
@@ -27,10 +27,10 @@ from django.core.management import CommandError, call_command
 from psycopg import errors
 
 from tests import contract
-from tests.support import REPO, project_env
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.pgcluster import PgCluster, _bindir
-from tests.support.rds_iam import (
+from tests.harness import REPO, project_env
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.pgcluster import PgCluster, _bindir
+from tests.harness.rds_iam import (
     PodIdentityAgent,
     Refused,
     decisions,
@@ -285,7 +285,7 @@ def signed():
 
 def test_the_validator_accepts_a_token_botocore_signed(signed):
     assert verify(signed.token, APP, signed.state, signed.made + 1) == signed.key_id
-    assert len(signed.token) < 512  # what pam_exec passes on (see tests/support/rds_iam.py)
+    assert len(signed.token) < 512  # what pam_exec passes on (see tests/harness/rds_iam.py)
 
 
 def _credentials(state, **changes):

@@ -18,7 +18,7 @@ import yaml
 from kubernetes_validate import utils as kubernetes_validate
 
 from tests import drill
-from tests.support import REPO, tool_path
+from tests.harness import REPO, tool_path
 
 SCRIPT = REPO / "scripts/dr-drill"
 FAKES = REPO / "tests/fakes/dr-drill"

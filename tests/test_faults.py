@@ -1,6 +1,6 @@
 """The service under faults, measured with real processes on loopback (figures: docs/reliability.md).
 
-PostgreSQL is a cluster of this module's own (tests/support/pgcluster.py: initdb, its own port),
+PostgreSQL is a cluster of this module's own (tests/harness/pgcluster.py: initdb, its own port),
 so it can be crashed, locked and filled without touching the machine's shared server; where the
 network itself must fail, the service reaches it through TcpProxy. The service is gunicorn with
 the project's config. Clients send requests one after another on new connections, from a few
@@ -27,10 +27,10 @@ import pytest
 import requests
 
 from tests.example import person_body
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.net import TcpProxy
-from tests.support.pgcluster import PgCluster
-from tests.support.postgres import create_token, scratch_name
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.net import TcpProxy
+from tests.harness.pgcluster import PgCluster
+from tests.harness.postgres import create_token, scratch_name
 
 pytestmark = pytest.mark.e2e
 

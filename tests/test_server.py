@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from tests.example import person_body
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.net import TcpProxy
-from tests.support.postgres import create_token, database_url, dataset_database, manage, scratch_name
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.net import TcpProxy
+from tests.harness.postgres import create_token, database_url, dataset_database, manage, scratch_name
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,8 @@ import time
 import pytest
 import requests
 
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.postgres import create_token, database_url, dataset_database, manage, scratch_name
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.postgres import create_token, database_url, dataset_database, manage, scratch_name
 
 pytestmark = pytest.mark.e2e
 

@@ -14,11 +14,12 @@ import hcl2
 import pytest
 import yaml
 
-from tests.support import REPO, ecr_lifecycle, iam, tool_path
-from tests.support import terraform as tf
-from tests.support.ecr_lifecycle import Image
-from tests.support.hcl import blocks, code_without_comments, merged_locals, strip_meta, typed_blocks
-from tests.support.terraform import ACCOUNT, REGION, STATE_BUCKET, block_text, caller_vars, other, run_terraform
+from tests.harness import REPO, tool_path
+from tests.infra_readers import ecr_lifecycle, iam
+from tests.infra_readers import terraform as tf
+from tests.infra_readers.ecr_lifecycle import Image
+from tests.infra_readers.hcl import blocks, code_without_comments, merged_locals, strip_meta, typed_blocks
+from tests.infra_readers.terraform import ACCOUNT, REGION, STATE_BUCKET, block_text, caller_vars, other, run_terraform
 
 pytestmark = pytest.mark.infra
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import REPO, iam, tool_path
-from tests.support import terraform as tf
-from tests.support.hcl import blocks
+from tests.harness import REPO, tool_path
+from tests.infra_readers import iam
+from tests.infra_readers import terraform as tf
+from tests.infra_readers.hcl import blocks
 
 pytestmark = pytest.mark.infra
 
@@ -317,7 +318,7 @@ def test_the_baseline_excludes_generated_and_vendored_files():
 # entry, through reusable workflows, evaluating `if`, `environment` and `role-to-assume` as GitHub
 # would. The token's `sub` follows GitHub's rules (environment, else pull_request, else the ref);
 # the role comes from the variable named in role-to-assume; its trust policy and permissions come
-# from terraform/ (tests/support/terraform.py) and are evaluated with tests/support/iam.py.
+# from terraform/ (tests/infra_readers/terraform.py) and are evaluated with tests/infra_readers/iam.py.
 
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 TOKEN = re.compile(r"\s*('(?:[^']|'')*'|&&|\|\||==|!=|!|[()\[\],]|[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*|\d+)")

