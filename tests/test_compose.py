@@ -80,7 +80,6 @@ def test_compose_smoke():
         text=True,
         timeout=30 * 60,
     )
-    print(result.stdout)
     assert result.returncode == 0, result.stdout[-8000:]
     for line in (
         "db: healthy after",

@@ -31,7 +31,6 @@ def test_container_smoke():
     result = subprocess.run(
         [str(SMOKE)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=20 * 60
     )
-    print(result.stdout)
     assert result.returncode == 0, result.stdout[-6000:]
     assert "container smoke test passed" in result.stdout
     assert re.search(r"added over the base: [\d.]+ MB", result.stdout)

@@ -1,6 +1,6 @@
-"""Hostile clients against gunicorn with the production settings and several workers (issue 26).
+"""Hostile clients against gunicorn with the production settings and several workers.
 
-Each defect the issue found, and several members of its class: the lockout a successful login
+Each defect found so far, and several members of its class: the lockout a successful login
 cleared, metric labels from client input, over-long usernames, forwarding headers gunicorn trusted,
 malformed bodies, malformed forwarded addresses; then the read throttle (measured) and text logs.
 The server runs behind a pretend ALB (TITANIC_TRUSTED_PROXIES=1), so each test is its own client

@@ -27,7 +27,7 @@ TF_DIR = REPO / "terraform"
 TF_FILES = sorted(TF_DIR.glob("*.tf"))
 TFVARS_FILES = sorted((TF_DIR / "envs").glob("*.tfvars"))
 
-# Current majors of the terraform-aws-modules registry modules (see docs/style.md).
+# Current majors of the terraform-aws-modules registry modules.
 MODULE_MAJORS = {
     "terraform-aws-modules/vpc/aws": 6,
     "terraform-aws-modules/eks/aws": 21,

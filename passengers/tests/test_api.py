@@ -1,4 +1,4 @@
-"""The /people contract (product.md) and the additive features around it."""
+"""The /people contract (README.md, "The /people contract") and the additive features around it."""
 
 import json
 import uuid
@@ -49,7 +49,7 @@ def assert_person(data):
 
 
 def test_the_contract_field_list_drives_the_serializer():
-    assert set(CONTRACT_FIELDS) == set(PERSON_TYPES)  # PERSON_TYPES restates product.md's table
+    assert set(CONTRACT_FIELDS) == set(PERSON_TYPES)  # PERSON_TYPES restates the README's contract table
     fields = PassengerSerializer().fields
     assert list(fields) == list(CONTRACT_FIELDS)
     assert {name: field.source for name, field in fields.items()} == CONTRACT_FIELDS
