@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -106,7 +107,7 @@ def test_local_actions_and_reusable_workflows_exist():
 
 
 def test_third_party_actions_are_pinned_to_a_commit_sha_with_a_version_comment():
-    versions = {}
+    versions: dict[str, set[tuple[str, str]]] = {}
     pinned_in_yaml, pinned_in_text = set(), set()
     for path in ACTION_FILES:
         document = load(path)
@@ -400,7 +401,7 @@ def scenarios(document):
     triggers = document[True]
     base = {"repository": tf.REPOSITORY, "sha": "0" * 40}
     main = {**base, "ref": "refs/heads/main", "ref_name": "main"}
-    found = []
+    found: list[dict[str, Any]] = []
     if "push" in triggers:
         push = triggers["push"] or {}
         if "main" in push.get("branches", ["main"]):
@@ -431,7 +432,7 @@ def assumed_roles(path, github, inputs=None, caller=""):
         if not re.search(r"\b(always|cancelled|failure|success)\(", condition):
             condition = f"success() && ({condition})"
         runs = all(results[n]["result"] == "success" for n in needs) or "success()" not in condition
-        entries = [{}]
+        entries: list[dict[str, Any]] = [{}]
         if matrix_values:
             key, values = next(iter(matrix_values.items()))
             entries = [{key: v} for v in interpolate(values, contexts)]
@@ -470,6 +471,7 @@ def role_for(variable, environment):
     resources (dev)."""
     name = variable.removeprefix("vars.")
     match = re.fullmatch(r"(\w+?)(?:_(DEV|PROD))?", name)
+    assert match, name
     output, env = match.group(1).lower(), (match.group(2) or "").lower()
     if not env:
         found = re.search(r"(?:^|-)(dev|prod)$", environment)
@@ -499,7 +501,7 @@ def workflow_roles():
 def dispatch_inputs(document):
     """Every combination of a manual run's choice inputs (the other inputs at their defaults)."""
     declared = (document[True]["workflow_dispatch"] or {}).get("inputs", {})
-    combinations = [{}]
+    combinations: list[dict[str, Any]] = [{}]
     for name, spec in declared.items():
         values = spec.get("options") if spec.get("type") == "choice" else [spec.get("default")]
         combinations = [{**combination, name: value} for combination in combinations for value in values]

@@ -14,7 +14,7 @@ from tests.example import person_body
 
 pytestmark = pytest.mark.django_db
 
-PERSON_TYPES = {
+PERSON_TYPES: dict[str, type | tuple[type, ...]] = {
     "uuid": str,
     "survived": bool,
     "passengerClass": int,
@@ -87,8 +87,8 @@ def test_get_one_returns_the_person(api_client, passenger, slash):
 
 def test_json_number_forms_match_the_contract(api_client):
     """Integral ages render as integers, fractional ones as decimals; fare always has a fraction."""
-    baby = PassengerFactory(age=0.42, fare=263)
-    adult = PassengerFactory(age=22.0, fare=7.25)
+    baby = PassengerFactory.create(age=0.42, fare=263)
+    adult = PassengerFactory.create(age=22.0, fare=7.25)
     assert b'"age":0.42' in api_client.get(f"/people/{baby.uuid}").content
     assert b'"fare":263.0' in api_client.get(f"/people/{baby.uuid}").content
     assert b'"age":22,' in api_client.get(f"/people/{adult.uuid}").content
