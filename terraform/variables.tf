@@ -123,9 +123,9 @@ variable "cluster_admin_arns" {
 }
 
 variable "node_instance_types" {
-  description = "Graviton (ARM64) instance types of the on-demand system node group (Karpenter, CoreDNS, External Secrets, the Load Balancer Controller, ExternalDNS), in order of preference. t4g.medium (2 vCPU, 4 GiB) holds them with room to spare (terraform/README.md, \"System node group\")."
+  description = "Graviton (ARM64) instance types of the on-demand system node group (Karpenter, CoreDNS, metrics-server, External Secrets, the Load Balancer Controller, ExternalDNS, the Prometheus stack), in order of preference. Each must hold their pods within its VPC CNI pod limit: t4g.medium (17 pods) cannot, t4g.large (35) and m7g.large (29) can (terraform/README.md, \"System node group\"; tests/test_capacity.py)."
   type        = list(string)
-  default     = ["t4g.medium", "t4g.large"]
+  default     = ["t4g.large", "m7g.large"]
 
   validation {
     condition     = length(var.node_instance_types) >= 1 && alltrue([for t in var.node_instance_types : can(regex("^[a-z]+[0-9]+g[a-z]*\\.[a-z0-9]+$", t))])

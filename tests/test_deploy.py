@@ -175,7 +175,7 @@ FULL_RELEASE = [
     "kubectl get deployment/titanic-api --namespace titanic-dev --ignore-not-found",
     "kubectl kustomize kustomize/overlays/dev image=",
     "kubectl apply -f before-job.yaml kinds=",
-    "kubectl wait --for=condition=Ready --timeout=120s --namespace titanic-dev externalsecret --all",
+    "kubectl wait --for=condition=Ready --namespace titanic-dev externalsecret --all --timeout=120s",
     "kubectl delete -f job.yaml --ignore-not-found --wait=true",
     "kubectl apply -f job.yaml kinds=Job",
     "kubectl get job/titanic-api-migrate --namespace titanic-dev",
@@ -463,6 +463,43 @@ def test_an_api_error_that_persists_stops_the_deploy_and_says_what_failed(deploy
     assert not [c for c in r.calls if c.startswith("kubectl apply -f rendered.yaml")]
 
 
+def test_transient_api_errors_while_changing_the_cluster_are_retried(deploy, tree):
+    """A blip of the API server during an apply, the Job's delete, a wait or the rollout's status
+    does not fail a good deploy; each wait keeps its deadline."""
+    fail = {"apply -f": 2, "delete -f": 1, "wait --for=condition=Ready": 1, "rollout status deployment/": 1}
+    r = deploy("dev", tree.new, running=tree.old, fail=fail)
+    assert r.code == 0, r.output
+    for what in ["apply -f before-job.yaml", "delete -f job.yaml", "wait --for=condition=Ready", "rollout status"]:
+        assert f"kubectl {what} failed (1 of 5, retrying): Unable to connect to the server" in r.output, what
+    assert "kubectl apply -f before-job.yaml failed (2 of 5, retrying)" in r.output
+    waits = [c for c in r.calls if c.startswith("kubectl wait --for=condition=Ready")]
+    assert len(waits) == 2 and all(re.search(r"--timeout=1[12]\ds( FAILED)?$", c) for c in waits), waits
+    assert r.state["deployment"]["image"] == f"{REGISTRY}:{tree.new}" and not undos(r.calls)
+
+
+def test_an_api_error_that_persists_during_an_apply_stops_the_deploy_and_names_it(deploy, tree):
+    r = deploy("dev", tree.new, running=tree.old, fail={"apply -f": 9}, KUBECTL_ATTEMPTS="3")
+    assert r.code == 1
+    assert r.result["message"].startswith("kubectl apply -f before-job.yaml failed 3 times in a row: Unable to connect")
+    assert len([c for c in r.calls if c.startswith("kubectl apply")]) == 3
+    assert not [c for c in r.calls if c.startswith(("kubectl delete", "kubectl rollout"))]
+
+
+@pytest.mark.parametrize("rollout", ["fails", "times out"])
+def test_a_rollout_that_failed_or_timed_out_is_not_retried(deploy, tree, rollout):
+    """Past its progress deadline or its --timeout, the rollout has failed: roll back at once."""
+    r = deploy("dev", tree.new, running=tree.old, rollout=rollout)
+    assert r.code == 1
+    statuses = [c for c in r.calls if c.startswith(("kubectl rollout status", "kubectl rollout undo"))]
+    assert [c.split(" --")[0] for c in statuses] == [
+        "kubectl rollout status deployment/titanic-api",
+        "kubectl rollout undo deployment/titanic-api",
+        "kubectl rollout status deployment/titanic-api",
+    ], statuses
+    assert "retrying" not in r.output
+    assert r.state["deployment"]["image"] == f"{REGISTRY}:{tree.old}"
+
+
 def test_the_workflow_gives_the_deploy_time_for_every_wait():
     """GitHub kills a job at timeout-minutes: the deploy's bounded waits (and a rollback) must fit."""
     script = (REPO / "scripts/deploy").read_text()
@@ -483,5 +520,11 @@ def test_the_workflow_gives_the_deploy_time_for_every_wait():
         "rollback's rollout": rollout,
     }
     workflow = yaml.safe_load((REPO / ".github/workflows/deploy-environment.yml").read_text())
-    minutes = workflow["jobs"]["deploy"]["timeout-minutes"]
+    job = workflow["jobs"]["deploy"]
+    [dns] = [s for s in job["steps"] if s.get("id") == "dns"]
+    waits["the public name (before the load test)"] = dns["env"]["DNS_WAIT_SECONDS"]
+    from loadtest import PROFILES
+
+    waits["load test"] = PROFILES["gentle"].seconds
+    minutes = job["timeout-minutes"]
     assert sum(waits.values()) + 5 * 60 <= minutes * 60, (waits, minutes)  # 5 minutes for the rest

@@ -23,11 +23,14 @@ from kubernetes_validate import utils as kubernetes_validate
 
 from tests.harness import REPO, tool_path
 from tests.infra_readers.kubernetes import (
+    CHART_WORKLOADS,
     KUSTOMIZE,
     NAMESPACES,
     OVERLAYS,
     cluster_objects,
     crd_schemas,
+    first_install_commands,
+    helm_releases,
     objects,
     of_kind,
     one,
@@ -35,6 +38,7 @@ from tests.infra_readers.kubernetes import (
     quantity,
     render,
     rollout_peak,
+    system_node_label,
 )
 
 KUBERNETES_VERSION = "1.35.0"  # pinned by Terraform
@@ -209,7 +213,7 @@ def test_objects_validate_against_kubernetes_schemas(overlay):
 
 def test_custom_resources_validate_against_their_crds(overlay):
     custom = [o for o in objects(overlay) + cluster_objects(overlay) if (o["apiVersion"], o["kind"]) in crd_schemas()]
-    local = {"HTTPRoute", "Gateway", "GatewayClass", "EnvoyProxy"}
+    local = {"HTTPRoute", "Gateway", "GatewayClass", "EnvoyProxy", "BackendTrafficPolicy"}
     expected = local if overlay == "local" else {"ExternalSecret", "SecretStore"}
     expected |= set() if overlay == "local" else {"ServiceMonitor", "PrometheusRule", "NodePool", "EC2NodeClass"}
     assert {o["kind"] for o in custom} == expected
@@ -357,6 +361,18 @@ def test_gunicorn_keeps_idle_connections_longer_than_the_alb(overlay):
     only_for(EKS, overlay)
     idle = int(alb_attributes(one(overlay, "Ingress"), "load-balancer")["idle_timeout.timeout_seconds"])
     assert gunicorn_config(overlay)["keepalive"] > idle, (gunicorn_config(overlay)["keepalive"], idle)
+
+
+def test_envoy_gives_up_idle_connections_before_gunicorn(overlay):
+    """Locally Envoy plays the ALB: its upstream idle timeout (default 1 h) must end before
+    gunicorn's keep-alive closes the connection under it."""
+    only_for(["local"], overlay)
+    [policy] = [p for p in of_kind(overlay, "BackendTrafficPolicy") if p["spec"]["timeout"]["http"]]
+    route = one(overlay, "HTTPRoute")["metadata"]["name"]
+    assert {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route} in policy["spec"]["targetRefs"]
+    idle = policy["spec"]["timeout"]["http"]["connectionIdleTimeout"]
+    assert re.fullmatch(r"\d+s", idle), idle
+    assert int(idle[:-1]) < gunicorn_config(overlay)["keepalive"], (idle, gunicorn_config(overlay)["keepalive"])
 
 
 def test_alb_targets_wait_for_the_readiness_gate(overlay):
@@ -710,30 +726,6 @@ HELM_SERVICE_ACCOUNTS = {
 # that the Terraform side adds; until that is merged their absence is an expected failure.
 
 
-def first_install_commands():
-    """The shell commands of the procedure's code blocks, continuation lines (\\ and |) joined."""
-    section = (KUSTOMIZE / "README.md").read_text().split("## First install", 1)[1].split("\n## ", 1)[0]
-    code = "\n".join(line.strip() for line in section.splitlines() if line.startswith(" " * 7))
-    return re.sub(r"(\\|\|)\n", r"\1 ", code).replace("\\ ", " ").splitlines()
-
-
-def helm_releases(environment):
-    """release -> (namespace, version, merged values) of every `helm upgrade --install` in the procedure."""
-    releases = {}
-    for command in first_install_commands():
-        if not command.startswith("helm upgrade --install"):
-            continue
-        words = command.replace('"', "").replace("$env", environment).split()
-        release = words[3]
-        assert "--version" in words, f"helm release {release} has no pinned --version"
-        values = {}
-        for path in (words[i + 1] for i, w in enumerate(words) if w == "-f"):
-            assert (REPO / path).is_file(), f"{release}: {path} does not exist"
-            values.update(yaml.safe_load((REPO / path).read_text()))
-        releases[release] = (words[words.index("--namespace") + 1], words[words.index("--version") + 1], values)
-    return releases
-
-
 def test_every_controller_is_installed_pinned_with_existing_values(overlay):
     only_for(EKS, overlay)
     releases = helm_releases(overlay)
@@ -745,6 +737,83 @@ def test_every_controller_is_installed_pinned_with_existing_values(overlay):
     assert releases["external-dns"][2]["sources"] == ["ingress"], "ExternalDNS publishes the Ingress's host"
     assert releases["external-dns"][2]["policy"] == "upsert-only"
     assert ingress["spec"]["rules"][0]["host"] == app_config(overlay)["DJANGO_ALLOWED_HOSTS"]
+
+
+def node_selector(values, paths):
+    """The nodeSelector a chart's template reads from values: the first of `paths` that is set."""
+    for path in paths:
+        node = values
+        for key in path:
+            node = node.get(key) or {} if isinstance(node, dict) else {}
+        if node:
+            return node
+    return {}
+
+
+def test_every_controller_runs_on_the_system_node_group(overlay):
+    """The system group has no taint: a pod that does not select it may land on a Karpenter Spot node."""
+    only_for(EKS, overlay)
+    releases = helm_releases(overlay)
+    assert set(CHART_WORKLOADS) == set(releases)
+    label = system_node_label()
+    for release, workloads in CHART_WORKLOADS.items():
+        values = releases[release][2]
+        for workload, (paths, _, _) in workloads.items():
+            assert label.items() <= node_selector(values, paths).items(), f"{release} {workload}: no {label}"
+
+
+def test_the_node_selector_check_can_fail(overlay):
+    only_for(EKS, overlay)
+    values = {"webhook": {"nodeSelector": {"other": "pool"}}, "global": {"nodeSelector": system_node_label()}}
+    assert node_selector(values, CHART_WORKLOADS["external-secrets"]["webhook"][0]) == {"other": "pool"}
+    assert node_selector({}, CHART_WORKLOADS["karpenter"]["controller"][0]) == {}
+
+
+def test_the_app_rules_see_kube_state_metrics_in_their_own_namespace(overlay):
+    """With enforcedNamespaceLabel, the operator would rewrite the namespace label of every series a
+    ServiceMonitor scrapes to that ServiceMonitor's namespace (kube-state-metrics': monitoring) and add
+    the rule's namespace to every selector of a PrometheusRule: the app's kube_* alerts never fire."""
+    only_for(EKS, overlay)
+    values = helm_releases(overlay)["kube-prometheus-stack"][2]
+    rules = json.dumps(one(overlay, "PrometheusRule")["spec"])
+    assert 'job=\\"kube-state-metrics\\"' in rules
+    assert not values.get("prometheus", {}).get("prometheusSpec", {}).get("enforcedNamespaceLabel")
+    assert not values.get("alertmanager", {}).get("alertmanagerSpec", {}).get("enforcedNamespaceLabel")
+
+
+# The Kubernetes minors each pinned chart supports, as read upstream at that version: (version,
+# oldest, newest; where no upper bound is published, the newest minor out then, 1.36). A new chart
+# version or cluster minor fails the test below until checked again.
+KUBERNETES_SUPPORT = {
+    # website/content/en/docs/upgrading/compatibility.md: 1.35 needs >= 1.9; 1.36 lists 1.13.x only.
+    "karpenter": ("1.14.1", "1.30", "1.35"),
+    # Its docs: v2.5 and newer support Kubernetes 1.22+.
+    "aws-load-balancer-controller": ("3.5.0", "1.22", "1.36"),
+    # ESO's table (docs/introduction/stability-support.md) gives the k8s.io libraries it is built on
+    # (2.9.0: v0.36.3, so 1.36; client-go works with servers one minor apart) while its own e2e suite
+    # runs on kindest/node v1.33.4 (e2e/Makefile): 1.35 is inside both.
+    "external-secrets": ("2.9.0", "1.33", "1.37"),
+    # README, "Kubernetes version compatibility": 0.18+ on 1.33+ (EndpointSlices).
+    "external-dns": ("1.21.1", "1.33", "1.36"),
+    # Chart.yaml kubeVersion ">=1.25.0-0".
+    "kube-prometheus-stack": ("88.5.3", "1.25", "1.36"),
+}
+
+
+def minor(version):
+    return tuple(int(part) for part in version.split(".")[:2])
+
+
+def test_every_controller_supports_the_clusters_kubernetes(overlay):
+    only_for(EKS, overlay)
+    variables = (REPO / "terraform" / "variables.tf").read_text()
+    cluster = re.search(r'variable "kubernetes_version" \{.*?default\s*=\s*"([\d.]+)"', variables, re.DOTALL).group(1)
+    assert minor(cluster) == minor(KUBERNETES_VERSION)
+    releases = helm_releases(overlay)
+    assert set(KUBERNETES_SUPPORT) == set(releases)
+    for release, (version, oldest, newest) in KUBERNETES_SUPPORT.items():
+        assert releases[release][1] == version, f"{release} moved to {releases[release][1]}: check its support"
+        assert minor(oldest) <= minor(cluster) <= minor(newest), (release, version, cluster)
 
 
 def test_karpenter_fits_the_managed_node_group(overlay):

@@ -42,6 +42,7 @@ RESOURCES = {
     "ServiceMonitor": ("monitoring.coreos.com", "servicemonitors"),
     "PrometheusRule": ("monitoring.coreos.com", "prometheusrules"),
     "HTTPRoute": ("gateway.networking.k8s.io", "httproutes"),
+    "BackendTrafficPolicy": ("gateway.envoyproxy.io", "backendtrafficpolicies"),
 }
 APPLY_VERBS = ("get", "create", "patch")
 # scripts/deploy's kubectl commands -> (group, resource, verbs) they need; a kind in the key's
@@ -98,8 +99,8 @@ def repo_grants(overlay):
 def script_commands():
     lines = (REPO / "scripts/deploy").read_text().splitlines()
     code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    # kubectl itself, or read_cluster <output file> (kubectl with retries)
-    return set(re.findall(r"\b(?:kubectl|read_cluster \S+) (rollout \w+|\w+)", code))
+    # kubectl itself, or read_cluster <output file> and retry_kubectl (kubectl with retries)
+    return set(re.findall(r"\b(?:kubectl|read_cluster \S+|retry_kubectl) (rollout \w+|\w+)", code))
 
 
 def needs(overlay):

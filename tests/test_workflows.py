@@ -256,6 +256,64 @@ def test_deploy_builds_both_architectures_tagged_with_the_commit_and_deploys_dev
     assert all(s["if"].startswith("always()") for s in reports)
 
 
+def run_dns_step(tmp_path, resolves_on_call, wait_seconds):
+    """The deploy job's wait for the public name, with a getent that answers from its n-th call on
+    (0: never) and a sleep that returns at once."""
+    job = jobs(REPO / ".github/workflows/deploy-environment.yml")["deploy"]
+    [step] = [s for s in job["steps"] if s.get("id") == "dns"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "getent").write_text(
+        f'#!/bin/sh\necho "$*" >>{tmp_path}/getent.log\n'
+        f'[ {resolves_on_call} -gt 0 ] && [ "$(wc -l <{tmp_path}/getent.log)" -ge {resolves_on_call} ]\n'
+    )
+    (bin_dir / "sleep").write_text("#!/bin/sh\n")
+    for tool in ("getent", "sleep"):
+        (bin_dir / tool).chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "APP_URL": "https://titanic-dev.example.com/",
+        "DNS_WAIT_SECONDS": str(wait_seconds),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+    }
+    proc = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=30)
+    output, summary, lookups = ((tmp_path / name) for name in ("output", "summary", "getent.log"))
+    read = [path.read_text() if path.exists() else "" for path in (output, summary, lookups)]
+    return proc, read[0], read[1], read[2].splitlines()
+
+
+def test_the_load_test_waits_for_the_public_name_then_runs(tmp_path):
+    proc, output, summary, lookups = run_dns_step(tmp_path, resolves_on_call=3, wait_seconds=300)
+    assert proc.returncode == 0, proc.stderr
+    assert output == "resolved=true\n" and summary == ""
+    assert lookups == ["hosts titanic-dev.example.com"] * 3
+
+
+def test_a_name_that_never_resolves_skips_the_load_test_and_says_why(tmp_path):
+    """A good deploy must not fail because DNS has not propagated yet."""
+    proc, output, summary, _ = run_dns_step(tmp_path, resolves_on_call=0, wait_seconds=0)
+    assert proc.returncode == 0, proc.stderr
+    assert output == "resolved=false\n"
+    assert "::notice title=Load test skipped::titanic-dev.example.com did not resolve within 0s" in proc.stdout
+    assert summary.startswith("**Load test skipped:** titanic-dev.example.com did not resolve")
+    job = jobs(REPO / ".github/workflows/deploy-environment.yml")["deploy"]
+    gated = [s for s in job["steps"] if "steps.dns.outputs.resolved" in str(s.get("if", ""))]
+    assert any("make loadtest" in s.get("run", "") for s in gated)
+    assert all(s["if"] == "inputs.load-test && steps.dns.outputs.resolved == 'true'" for s in gated)
+
+
+def test_every_job_that_runs_go_sets_go_up_first():
+    """A runner image's default Go is not to be relied on: a job that runs `go` installs it first."""
+    for path in WORKFLOWS:
+        for name, job in jobs(path).items():
+            commands = [s.get("run", "") for s in job.get("steps", [])]
+            runs_go = [i for i, run in enumerate(commands) if re.search(r"(^|\n|\$\()\s*go ", run)]
+            if runs_go:
+                setup = [i for i, s in enumerate(job["steps"]) if s.get("uses", "").startswith("actions/setup-go@")]
+                assert setup and setup[0] < runs_go[0], f"{path.name} {name}: go before actions/setup-go"
+
+
 def test_dependabot_covers_pip_actions_and_docker():
     updates = {u["package-ecosystem"]: u for u in load(REPO / ".github/dependabot.yml")["updates"]}
     assert updates["pip"]["directory"] == "/requirements"

@@ -1,6 +1,7 @@
 """Kubernetes objects the tests validate offline."""
 
 import functools
+import re
 import subprocess
 
 import yaml
@@ -113,3 +114,78 @@ def rollout_peak(overlay) -> list[tuple[str, int, dict]]:
     for cron in of_kind(overlay, "CronJob"):
         peak.append((cron["metadata"]["name"], 1, cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
     return peak
+
+
+# --- the first install (kustomize/README.md, "First install") ---------------------------------------------
+
+
+def first_install_commands():
+    """The shell commands of the procedure's code blocks, continuation lines (\\ and |) joined."""
+    section = (KUSTOMIZE / "README.md").read_text().split("## First install", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(line.strip() for line in section.splitlines() if line.startswith(" " * 7))
+    return re.sub(r"(\\|\|)\n", r"\1 ", code).replace("\\ ", " ").splitlines()
+
+
+def helm_releases(environment):
+    """release -> (namespace, version, merged values) of every `helm upgrade --install` in the procedure."""
+    releases = {}
+    for command in first_install_commands():
+        if not command.startswith("helm upgrade --install"):
+            continue
+        words = command.replace('"', "").replace("$env", environment).split()
+        release = words[3]
+        assert "--version" in words, f"helm release {release} has no pinned --version"
+        values = {}
+        for path in (words[i + 1] for i, w in enumerate(words) if w == "-f"):
+            assert (REPO / path).is_file(), f"{release}: {path} does not exist"
+            values.update(yaml.safe_load((REPO / path).read_text()))
+        releases[release] = (words[words.index("--namespace") + 1], words[words.index("--version") + 1], values)
+    return releases
+
+
+# Each workload (Deployment or StatefulSet) a controller's chart makes at its pinned version: the values
+# paths its template reads the nodeSelector from (first set wins), and its replicas (values path, chart
+# default; path None: fixed by the template). Read from the charts' templates and values.yaml.
+CHART_WORKLOADS: dict[str, dict[str, tuple[list[list[str]], list[str] | None, int]]] = {
+    "karpenter": {"controller": ([["nodeSelector"]], ["replicas"], 2)},
+    "aws-load-balancer-controller": {"controller": ([["nodeSelector"]], ["replicaCount"], 2)},
+    "external-secrets": {
+        "controller": ([["nodeSelector"], ["global", "nodeSelector"]], ["replicaCount"], 1),
+        "webhook": ([["webhook", "nodeSelector"], ["global", "nodeSelector"]], ["webhook", "replicaCount"], 1),
+        "cert-controller": (
+            [["certController", "nodeSelector"], ["global", "nodeSelector"]],
+            ["certController", "replicaCount"],
+            1,
+        ),
+    },
+    "external-dns": {"controller": ([["nodeSelector"]], None, 1)},
+    "kube-prometheus-stack": {
+        "operator": ([["prometheusOperator", "nodeSelector"]], None, 1),
+        "kube-state-metrics": ([["kube-state-metrics", "nodeSelector"]], ["kube-state-metrics", "replicas"], 1),
+        "grafana": ([["grafana", "nodeSelector"]], ["grafana", "replicas"], 1),
+        "prometheus": (
+            [["prometheus", "prometheusSpec", "nodeSelector"]],
+            ["prometheus", "prometheusSpec", "replicas"],
+            1,
+        ),
+        "alertmanager": (
+            [["alertmanager", "alertmanagerSpec", "nodeSelector"]],
+            ["alertmanager", "alertmanagerSpec", "replicas"],
+            1,
+        ),
+    },
+}
+
+
+def chart_replicas(values, path, default):
+    for key in path or []:
+        values = values.get(key, {}) if isinstance(values, dict) else {}
+    return values if path and isinstance(values, int) else default
+
+
+def system_node_label():
+    """The label terraform/eks.tf puts on the on-demand system node group."""
+    eks = (REPO / "terraform" / "eks.tf").read_text()
+    found = re.search(r'system_node_selector = \{ "([^"]+)" = "([^"]+)" \}', eks)
+    assert found, "terraform/eks.tf labels no system node group"
+    return {found.group(1): found.group(2)}
