@@ -10,7 +10,7 @@ MANAGE := $(PY) manage.py
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/titanic
 export PATH := $(PATH):$(CURDIR)/$(TOOLS)/bin
 
-.PHONY: help venv tools run test test-sqlite test-postgres postgres system-packages static lint schema migrations-check \
+.PHONY: help venv tools run test test-quick test-sqlite test-postgres postgres system-packages static lint schema migrations-check \
         hadolint secrets-scan k8s-check tf-check kind-e2e smoke compose-smoke bench bench-smoke bench-profile loadtest \
         dr-drill lock clean
 
@@ -51,6 +51,12 @@ test: venv tools postgres system-packages static ## lint, then the whole suite: 
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
+
+# In the whole-suite runs (and so in CI) a missing tool fails its test; elsewhere the test is skipped.
+test test-postgres: export TITANIC_REQUIRE_TOOLS := 1
+
+test-quick: venv static ## the quick loop, nothing but the virtualenv: pytest -m "not e2e and not infra and not slow"
+	$(VENV)/bin/pytest -q -m "not e2e and not infra and not slow"
 
 test-sqlite: venv static ## the app's tests on SQLite
 	DATABASE_URL=sqlite:///$(CURDIR)/.test-sqlite.db $(VENV)/bin/pytest -q passengers

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import bench
 from bench.run import run
-from tests.support import REPO
+from tests.harness import REPO
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import log
-from tests.support import REPO, project_env
-from tests.support.postgres import database_url, drop_database, manage, psql, recreate_database
+from tests.harness import REPO, project_env
+from tests.harness.postgres import database_url, drop_database, manage, psql, recreate_database
 
 COLUMNS = ["Survived", "Pclass", "Name", "Sex", "Age", "Siblings/Spouses Aboard", "Parents/Children Aboard", "Fare"]
 

@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 from bench import log
-from tests.support import REPO, project_env, tool_path
-from tests.support.postgres import create_token, drop_database, load_dataset, psql
+from tests.harness import REPO, project_env, tool_path
+from tests.harness.postgres import create_token, drop_database, load_dataset, psql
 
 DATABASE = "titanic_bench_profile"
 WARM_UP = 300

@@ -16,9 +16,9 @@ from typing import Any
 from bench import log
 from bench.loadcsv import loadcsv_scaling
 from bench.wrk import POST_BODY, Request, measure_against_ceiling, measure_latency
-from tests.support import REPO
-from tests.support.gunicorn import Gunicorn
-from tests.support.postgres import create_token, drop_database, load_dataset, psql
+from tests.harness import REPO
+from tests.harness.gunicorn import Gunicorn
+from tests.harness.postgres import create_token, drop_database, load_dataset, psql
 
 MODES: dict[str, dict[str, Any]] = {
     # duration and warm-up per wrk run (seconds), rounds of app-and-ceiling runs per endpoint,

@@ -9,20 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import log
-from tests.support.gunicorn import Gunicorn
+from tests.example import person_body
+from tests.harness.gunicorn import Gunicorn
 
 REPORT_SCRIPT = Path(__file__).with_name("report.lua")
 LATENCY_CONNECTIONS = 8
-POST_BODY = {
-    "survived": True,
-    "passengerClass": 2,
-    "name": "Bench Post",
-    "sex": "female",
-    "age": 30,
-    "siblingsOrSpousesAboard": 0,
-    "parentsOrChildrenAboard": 1,
-    "fare": 13.5,
-}
+POST_BODY = person_body(name="Bench Post")
 
 Run = dict[str, Any]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from loadtest import MIX, PROFILES, format_mix, parse_mix
 from loadtest.thresholds import SETS
-from tests.support import REPO
-from tests.support.gunicorn import Gunicorn
-from tests.support.postgres import create_token, dataset_database
+from tests.harness import REPO
+from tests.harness.gunicorn import Gunicorn
+from tests.harness.postgres import create_token, dataset_database
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 PERMISSIONS = ("add_passenger", "change_passenger", "delete_passenger")

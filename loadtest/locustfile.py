@@ -23,6 +23,7 @@ from locust.stats import RequestStats
 
 from loadtest import MIX, REQUESTS_PER_WRITE, format_mix, parse_mix
 from loadtest.thresholds import SETS, Endpoint, Measured, endpoints_table, judge, table
+from tests.example import person_body
 
 FILTERS = (
     "?passengerClass=1&survived=true",
@@ -33,15 +34,6 @@ FILTERS = (
     "?survived=false&ordering=age",
 )
 PAGE_SIZES = (10, 25, 50)
-PERSON = {
-    "survived": True,
-    "passengerClass": 2,
-    "sex": "female",
-    "age": 30,
-    "siblingsOrSpousesAboard": 0,
-    "parentsOrChildrenAboard": 1,
-    "fare": 13.5,
-}
 NAME_PREFIX = "Loadtest "  # every passenger the writer creates, and deletes
 WARM_UP_ROUNDS = 4
 
@@ -183,7 +175,7 @@ class Writer(FastHttpUser):
 
     @task
     def round_trip(self) -> None:
-        person = {**PERSON, "name": f"{NAME_PREFIX}{uuid.uuid4().hex[:12]}"}
+        person = person_body(name=f"{NAME_PREFIX}{uuid.uuid4().hex[:12]}")
         created = self.expect("POST", "/people", "POST /people", {201}, json=person)
         if not created:
             return

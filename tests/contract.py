@@ -23,16 +23,9 @@ from typing import Any
 
 import requests
 
-PERSON = {
-    "survived": True,
-    "passengerClass": 3,
-    "name": "Miss. Contract Check",
-    "sex": "female",
-    "age": 22,
-    "siblingsOrSpousesAboard": 0,
-    "parentsOrChildrenAboard": 1,
-    "fare": 7.25,
-}
+from tests.example import person_body
+
+PERSON = person_body(name="Miss. Contract Check", sex="female")
 
 
 class Client:

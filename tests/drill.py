@@ -2,7 +2,7 @@
 
     python -m tests.drill [--max-rto SECONDS] [--max-rpo SECONDS]      (make dr-drill)
 
-1. A PostgreSQL cluster of its own with continuous WAL archiving (tests/support/pgcluster.py), the
+1. A PostgreSQL cluster of its own with continuous WAL archiving (tests/harness/pgcluster.py), the
    dataset loaded, a base backup (pg_basebackup).
 2. The service under gunicorn, with readers and a writer (each write a passenger with a unique name,
    its acknowledgement time recorded).
@@ -47,9 +47,9 @@ from pathlib import Path
 import requests
 
 from tests import contract
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.pgcluster import PgCluster
-from tests.support.postgres import create_token, manage
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.pgcluster import PgCluster
+from tests.harness.postgres import create_token, manage
 
 DATABASE = "titanic_drill"
 MAX_RTO = 30 * 60.0  # seconds: the objectives of docs/runbook.md

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from tests.support import REPO, tool_path
-from tests.support.postgres import database_url
+from tests.harness import REPO, tool_path
+from tests.harness.postgres import database_url
 
 pytestmark = pytest.mark.e2e
 

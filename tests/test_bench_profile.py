@@ -6,7 +6,7 @@ Two instrumented runs of a few reads (about two minutes): the profile's own mach
 import pytest
 
 from bench.profile import per_read, profile_env
-from tests.support.postgres import dataset_database, psql
+from tests.harness.postgres import dataset_database, psql
 
 pytestmark = pytest.mark.e2e
 

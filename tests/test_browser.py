@@ -44,9 +44,9 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def screenshots(tmp_path_factory):
+def screenshots(tmp_path_factory, record_testsuite_property):
     directory = tmp_path_factory.mktemp("screenshots")
-    print(f"screenshots: {directory}")
+    record_testsuite_property("screenshots", str(directory))
     return directory
 
 

@@ -2,7 +2,7 @@
 kustomize/README.md says so; the add-ons fit the on-demand system node group, and terraform/README.md
 says so.
 
-The peak is tests.support.kubernetes.rollout_peak: a rollout at HPA maximum (max + surge + every
+The peak is tests.infra_readers.kubernetes.rollout_peak: a rollout at HPA maximum (max + surge + every
 old pod still terminating) plus one run of each Job and CronJob, plus an add-on budget, on the
 smallest nodes the NodePool may launch. The table this test builds from the rendered manifests must
 appear verbatim in kustomize/README.md ("Node capacity").
@@ -14,8 +14,8 @@ import re
 
 import pytest
 
-from tests.support import REPO
-from tests.support.kubernetes import (
+from tests.harness import REPO
+from tests.infra_readers.kubernetes import (
     CHART_WORKLOADS,
     chart_replicas,
     helm_releases,

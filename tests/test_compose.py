@@ -9,8 +9,9 @@ stack up in the order of its depends_on conditions, the one-shot migrate and loa
 exiting 0, the contract suite against the API, a passenger that survives a restart of the api
 service and a recreation of the stack, and nothing left behind.
 
-The rest of this file checks what the run cannot see: the stack's configuration and the
-development override, and that the services run the image's own commands.
+The rest of this file checks what the files must agree on: the services run the image's own
+commands and HEALTHCHECK, the podman run follows the depends_on conditions, the settings are in
+.env.example, and the development override is the one the container smoke test runs.
 """
 
 import json
@@ -21,8 +22,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support import REPO, tool_path
-from tests.support.dockerfile import exec_form, healthcheck_command, stages
+from tests.harness import REPO, tool_path
+from tests.infra_readers.dockerfile import exec_form, healthcheck_command, stages
 
 pytestmark = pytest.mark.infra
 
@@ -80,7 +81,6 @@ def test_compose_smoke():
         text=True,
         timeout=30 * 60,
     )
-    print(result.stdout)
     assert result.returncode == 0, result.stdout[-8000:]
     for line in (
         "db: healthy after",
@@ -112,20 +112,6 @@ def test_the_standin_postgres_image_lints_clean_and_takes_the_official_variables
 # --- the file ---------------------------------------------------------------------------------------
 
 
-def test_compose_services_and_profiles(compose):
-    assert set(compose["services"]) == {"db", "migrate", "loadcsv", "api", "pgadmin"}
-    profiled = {name: service["profiles"] for name, service in compose["services"].items() if "profiles" in service}
-    assert profiled == {"pgadmin": ["tools"]}
-    assert compose["volumes"] == {"pgdata": None}
-
-
-def test_compose_database_is_postgres_16_on_a_named_volume(compose):
-    db = compose["services"]["db"]
-    assert default(db["image"]) == "postgres:16"
-    assert db["volumes"] == ["pgdata:/var/lib/postgresql/data"]
-    assert db["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
-
-
 def test_compose_start_order(compose):
     services = compose["services"]
     conditions = {
@@ -152,16 +138,6 @@ def test_compose_runs_the_commands_of_the_image_and_the_container_smoke_test(com
     smoke = CONTAINER_SMOKE.read_text()
     assert f'"$IMAGE" {shlex.join(MIGRATE)} ||' in smoke
     assert f'"$IMAGE" {shlex.join(LOADCSV)} ||' in smoke
-
-
-def test_compose_app_services_share_one_hardened_image(compose):
-    for name in ("migrate", "loadcsv", "api"):
-        service = compose["services"][name]
-        assert default(service["image"]) == "titanic-api:local"
-        assert service["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
-        assert service["read_only"] is True and service["tmpfs"] == ["/tmp"]
-        assert service["environment"]["DATABASE_URL"].endswith("@db:5432/titanic")
-        assert service["env_file"] == [{"path": "compose.env"}, {"path": "../.env", "required": False}]
 
 
 def test_compose_api_healthcheck_is_the_image_healthcheck(compose, runtime):

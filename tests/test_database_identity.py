@@ -1,11 +1,11 @@
-"""The service's database identities (issue 25, items 1-2): `manage.py dbroles`, the least-privilege app
+"""The service's database identities: `manage.py dbroles`, the least-privilege app
 user and the migrator, and RDS IAM authentication under credential rotation.
 
-PostgreSQL is a cluster of this module's own (tests/support/pgcluster.py) set up like RDS: TLS, a
+PostgreSQL is a cluster of this module's own (tests/harness/pgcluster.py) set up like RDS: TLS, a
 master user `titanic` that creates roles and databases but is no superuser, and an `rds_iam` role.
 The privilege tests log the two users in with the passwords dbroles can set; the IAM tests send them
 through PAM to a validator that checks each token as RDS does, against a fake EKS Pod Identity agent
-that replaces the app's AWS credentials every second (tests/support/rds_iam.py). The service is
+that replaces the app's AWS credentials every second (tests/harness/rds_iam.py). The service is
 gunicorn with the project's config. Run with -s to see the figures (docs/reliability.md).
 """
 
@@ -27,10 +27,10 @@ from django.core.management import CommandError, call_command
 from psycopg import errors
 
 from tests import contract
-from tests.support import REPO, project_env
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.pgcluster import PgCluster, _bindir
-from tests.support.rds_iam import (
+from tests.harness import REPO, project_env
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.pgcluster import PgCluster, _bindir
+from tests.harness.rds_iam import (
     PodIdentityAgent,
     Refused,
     decisions,
@@ -285,7 +285,7 @@ def signed():
 
 def test_the_validator_accepts_a_token_botocore_signed(signed):
     assert verify(signed.token, APP, signed.state, signed.made + 1) == signed.key_id
-    assert len(signed.token) < 512  # what pam_exec passes on (see tests/support/rds_iam.py)
+    assert len(signed.token) < 512  # what pam_exec passes on (see tests/harness/rds_iam.py)
 
 
 def _credentials(state, **changes):
@@ -555,7 +555,7 @@ def test_the_cluster_checks_tokens_as_rds_does(cluster, iam):
 
 
 @pytest.mark.e2e
-def test_credentials_rotating_every_second_fail_no_request(cluster, iam, tmp_path):
+def test_credentials_rotating_every_second_fail_no_request(cluster, iam, tmp_path, record_property):
     """gunicorn (3 workers, each connection kept at most 1 s) serves reads and writes as titanic_app while
     the agent replaces the AWS credentials every second; meanwhile the migrate Job's `migrate` runs as the
     migrator and the master user's password is rotated. The Job's `loadcsv` runs after the load: its one
@@ -602,13 +602,14 @@ def test_credentials_rotating_every_second_fail_no_request(cluster, iam, tmp_pat
     assert len(set(migrator_keys)) >= 2, "each of the Job's commands signs with the credentials of its time"
     stored = cluster.sql("SELECT name FROM passengers_passenger WHERE name LIKE 'Fault rotation %'", IAM_DATABASE)
     assert sorted(name for (name,) in stored) == sorted(a.name for a in answers if a.kind == "write")
-    print(
-        f"\ncredential rotation: {seconds:.1f} s, {len(answers)} requests {tally(answers)}; "
+    record_property(
+        "figures",
+        f"credential rotation: {seconds:.1f} s, {len(answers)} requests {tally(answers)}; "
         f"{len(app_keys)} app connections opened, signed with {len(set(app_keys))} different credentials "
         f"(issued: {len(agent.issued) - issued}, one every {ROTATION_EVERY} s, each valid {LIFETIME} s; "
         f"{agent.served - served} requests to the agent); migrate Job: "
         f"{', '.join(f'{name} {took:.1f} s' for name, took, _ in jobs)}, {len(set(migrator_keys))} credentials; "
-        f"master password rotated; 0 tokens refused, longest {max(int(d['length']) for d in decided)} bytes"
+        f"master password rotated; 0 tokens refused, longest {max(int(d['length']) for d in decided)} bytes",
     )
 
 
@@ -625,7 +626,9 @@ def create_writer(cluster):
 
 
 @pytest.mark.e2e
-def test_kept_connections_outlive_their_credentials_and_lost_ones_reopen_with_new_tokens(cluster, iam, tmp_path):
+def test_kept_connections_outlive_their_credentials_and_lost_ones_reopen_with_new_tokens(
+    cluster, iam, tmp_path, record_property
+):
     """CONN_MAX_AGE 60 with health checks, anonymous reads answered from the cache after the prepared
     stamp query: RDS checks a token only when a connection opens."""
     log, state_file = iam.log, iam.agent.state_file
@@ -651,15 +654,16 @@ def test_kept_connections_outlive_their_credentials_and_lost_ones_reopen_with_ne
     assert {status for _, status, _ in answers} == {200}
     assert len(reopened) == 2
     assert not {d["key"] for d in reopened} & {d["key"] for d in opened}, "a new connection reused old credentials"
-    print(
-        f"\nkept connections: {len(answers)} reads, 2 connections opened, still serving "
+    record_property(
+        "figures",
+        f"kept connections: {len(answers)} reads, 2 connections opened, still serving "
         f"{outlived:.1f} s after their credentials expired; after pg_terminate_backend, "
-        f"2 new connections with new credentials"
+        f"2 new connections with new credentials",
     )
 
 
 @pytest.mark.e2e
-def test_without_a_valid_token_the_service_answers_503_and_logs_why(cluster, iam, tmp_path):
+def test_without_a_valid_token_the_service_answers_503_and_logs_why(cluster, iam, tmp_path, record_property):
     wrong = tmp_path / "not-the-pod-identity-token"
     wrong.write_text("not-the-token")
     causes = {
@@ -681,4 +685,4 @@ def test_without_a_valid_token_the_service_answers_503_and_logs_why(cluster, iam
             log = server.log_path.read_text()
         assert (answer.status_code, answer.headers.get("Retry-After"), health.status_code) == (503, "5", 200), name
         assert logged in log, (name, log[-2000:])
-        print(f"\n{name}: 503 after {seconds:.2f} s; logged: {logged}")
+        record_property("figures", f"{name}: 503 after {seconds:.2f} s; logged: {logged}")

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from tests.support import REPO, tool_path
+from tests.harness import REPO, tool_path
 
 pytestmark = pytest.mark.infra
 

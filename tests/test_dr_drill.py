@@ -18,7 +18,7 @@ import yaml
 from kubernetes_validate import utils as kubernetes_validate
 
 from tests import drill
-from tests.support import REPO, tool_path
+from tests.harness import REPO, tool_path
 
 SCRIPT = REPO / "scripts/dr-drill"
 FAKES = REPO / "tests/fakes/dr-drill"
@@ -30,9 +30,9 @@ KUBERNETES_VERSION = "1.35.0"
 
 
 @pytest.mark.e2e
-def test_local_drill_restores_to_just_before_the_disaster_within_the_bounds(tmp_path):
+def test_local_drill_restores_to_just_before_the_disaster_within_the_bounds(tmp_path, record_property):
     report = drill.run(tmp_path)
-    print("\n" + "\n".join(report.lines()))
+    record_property("figures", "\n".join(report.lines()))
     assert report.failures == []
     assert report.acknowledged_before > 0 and report.segments_replayed > 0
     assert report.drillcheck.startswith("drillcheck: passed")

@@ -1,6 +1,6 @@
 """The service under faults, measured with real processes on loopback (figures: docs/reliability.md).
 
-PostgreSQL is a cluster of this module's own (tests/support/pgcluster.py: initdb, its own port),
+PostgreSQL is a cluster of this module's own (tests/harness/pgcluster.py: initdb, its own port),
 so it can be crashed, locked and filled without touching the machine's shared server; where the
 network itself must fail, the service reaches it through TcpProxy. The service is gunicorn with
 the project's config. Clients send requests one after another on new connections, from a few
@@ -26,10 +26,11 @@ import psycopg
 import pytest
 import requests
 
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.net import TcpProxy
-from tests.support.pgcluster import PgCluster
-from tests.support.postgres import create_token, scratch_name
+from tests.example import person_body
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.net import TcpProxy
+from tests.harness.pgcluster import PgCluster
+from tests.harness.postgres import create_token, scratch_name
 
 pytestmark = pytest.mark.e2e
 
@@ -43,16 +44,6 @@ CONNECT_TIMEOUT = 2
 ANSWER_BOUND = 2 * CONNECT_TIMEOUT + 4.0
 RETRY_AFTER = "5"
 UNAVAILABLE = {"detail": "The database is unavailable; try again shortly."}
-
-PERSON = {
-    "survived": False,
-    "passengerClass": 3,
-    "sex": "female",
-    "age": 30,
-    "siblingsOrSpousesAboard": 0,
-    "parentsOrChildrenAboard": 0,
-    "fare": 7.25,
-}
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +202,7 @@ class Load:
             time.sleep(float(answer.retry_after or 0) if answer.status == 409 else 0.02)
 
     def _post(self, name, headers):
-        answer = send(self.server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=headers)
+        answer = send(self.server, "POST", "/people", kind="write", json=person_body(name=name), headers=headers)
         answer.name = name
         return answer
 
@@ -248,10 +239,12 @@ def tally(answers):
     return dict(sorted(counts.items()))
 
 
-# --- item 9 of issue 14: readiness and 503s while the database is away -----------------------------------
+# --- readiness and 503s while the database is away -----------------------------------
 
 
-def test_database_away_every_view_answers_503_with_retry_after_and_the_pod_stays_ready(cluster, token, uuids, tmp_path):
+def test_database_away_every_view_answers_503_with_retry_after_and_the_pod_stays_ready(
+    cluster, token, uuids, tmp_path, record_property
+):
     proxy = TcpProxy(("127.0.0.1", cluster.port)).start()
     server = serve(tmp_path, f"postgres://postgres@127.0.0.1:{proxy.port}/{DATABASE}")
     try:
@@ -274,7 +267,7 @@ def test_database_away_every_view_answers_503_with_retry_after_and_the_pod_stays
         with proxy.down():
             ready = server.get_from_every_worker("/ready")
             answers = {
-                what: send(server, method, path, json=PERSON if method == "POST" else None, headers=headers)
+                what: send(server, method, path, json=person_body() if method == "POST" else None, headers=headers)
                 for what, (method, path, headers) in needs_database.items()
             }
             health = send(server, "GET", "/health")
@@ -285,7 +278,9 @@ def test_database_away_every_view_answers_503_with_retry_after_and_the_pod_stays
             assert answer.status == 503, (what, answer)
             assert answer.seconds < 1.0, (what, answer)
         assert_clear(list(answers.values()))
-        print(f"\ndatabase refused: {max(a.seconds for a in answers.values()):.3f} s at most for a 503")
+        record_property(
+            "figures", f"database refused: {max(a.seconds for a in answers.values()):.3f} s at most for a 503"
+        )
 
         back = [send(server, "GET", path) for path in ("/people", f"/people/{uuids[0]}", "/people/stats")]
         assert [a.status for a in back] == [200, 200, 200]
@@ -294,10 +289,10 @@ def test_database_away_every_view_answers_503_with_retry_after_and_the_pod_stays
         proxy.stop()
 
 
-# --- issue 16: figures under faults --------------------------------------------------------------------------
+# --- figures under faults --------------------------------------------------------------------------
 
 
-def test_postgresql_crash_and_restart_under_read_and_write_load(cluster, token, uuids, tmp_path):
+def test_postgresql_crash_and_restart_under_read_and_write_load(cluster, token, uuids, tmp_path, record_property):
     """An immediate shutdown (a crash: WAL recovery at start), 3 s down, then started again. The writers
     send each passenger with an Idempotency-Key and retry it with the same key until it is acknowledged."""
     with serve(tmp_path, cluster.url(DATABASE)) as server:
@@ -338,12 +333,13 @@ def test_postgresql_crash_and_restart_under_read_and_write_load(cluster, token, 
     replayed = [write for write in retried if write.attempts[-1].replayed]
     for write in replayed:
         assert json.loads(write.attempts[-1].body)["name"] == write.name
-    print(
-        f"\ncrash+restart: down {back - down:.1f} s; answers {tally(answers)}; first good read "
+    record_property(
+        "figures",
+        f"crash+restart: down {back - down:.1f} s; answers {tally(answers)}; first good read "
         f"{read_after:.2f} s and write {write_after:.2f} s after pg_ctl start returned; {len(writes)} writes "
         f"all acknowledged and stored once; {len(retried)} retried with their key "
         f"({sum(len(write.attempts) - 1 for write in retried)} retries), {len(replayed)} of them answered "
-        f"with the stored answer of a write committed before the crash"
+        f"with the stored answer of a write committed before the crash",
     )
 
 
@@ -415,7 +411,9 @@ def wait_until(condition, failure, seconds=10):
 
 
 @pytest.mark.parametrize("keyed", [True, False], ids=["with-a-key", "without-a-key"])
-def test_a_write_committed_just_before_a_crash_is_not_repeated_by_a_retry_with_its_key(cluster, token, tmp_path, keyed):
+def test_a_write_committed_just_before_a_crash_is_not_repeated_by_a_retry_with_its_key(
+    cluster, token, tmp_path, keyed, record_property
+):
     """PostgreSQL commits the write and crashes before the app hears of it: the client gets a 503 for a
     stored write (docs/reliability.md measured it once in 234 writes by chance; here every time), then
     retries the same request."""
@@ -423,7 +421,7 @@ def test_a_write_committed_just_before_a_crash_is_not_repeated_by_a_retry_with_i
     headers = {"Authorization": f"Token {token}"} | ({"Idempotency-Key": idempotency_key()} if keyed else {})
 
     def post():
-        return send(server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=headers)
+        return send(server, "POST", "/people", kind="write", json=person_body(name=name), headers=headers)
 
     def stored():
         return [
@@ -457,14 +455,17 @@ def test_a_write_committed_just_before_a_crash_is_not_repeated_by_a_retry_with_i
         assert rows == committed, "the retry wrote again"
     else:  # what the key is for: the retry stores the passenger a second time
         assert (retry.status, retry.replayed) == (201, False) and len(rows) == 2
-    print(
-        f"\ncommitted, then crashed: the client got {crashed.status}; its retry "
+    record_property(
+        "figures",
+        f"committed, then crashed: the client got {crashed.status}; its retry "
         f"{'with the same key' if keyed else 'without a key'}: {retry.status}"
-        f"{' (Idempotent-Replayed, the stored answer)' if retry.replayed else ''}; rows stored: {len(rows)}"
+        f"{' (Idempotent-Replayed, the stored answer)' if retry.replayed else ''}; rows stored: {len(rows)}",
     )
 
 
-def test_one_worker_killed_under_load_and_its_write_retried_with_its_key(cluster, token, uuids, tmp_path):
+def test_one_worker_killed_under_load_and_its_write_retried_with_its_key(
+    cluster, token, uuids, tmp_path, record_property
+):
     """The worker killed is serving a write that waits on a table lock (reads keep flowing); the client
     retries it with its Idempotency-Key, once while the killed write is still held, and after."""
     held_for = {"DATABASE_STATEMENT_TIMEOUT": "5", "DATABASE_REQUEST_TIMEOUT": "5"}  # longer than the lock
@@ -472,7 +473,7 @@ def test_one_worker_killed_under_load_and_its_write_retried_with_its_key(cluster
     auth = {"Authorization": f"Token {token}", "Idempotency-Key": idempotency_key()}
 
     def post():
-        return send(server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=auth)
+        return send(server, "POST", "/people", kind="write", json=person_body(name=name), headers=auth)
 
     with serve(tmp_path, cluster.url(DATABASE), **held_for) as server:
         before = set(server.workers())
@@ -483,7 +484,7 @@ def test_one_worker_killed_under_load_and_its_write_retried_with_its_key(cluster
             write.request(
                 "POST",
                 "/people",
-                body=json.dumps({**PERSON, "name": name}),
+                body=json.dumps(person_body(name=name)),
                 headers={**HTTPS, **auth, "Content-Type": "application/json"},
             )
             wait_until(lambda: waiting_for_a_lock(cluster) == 1, "the write never reached the lock")
@@ -514,14 +515,15 @@ def test_one_worker_killed_under_load_and_its_write_retried_with_its_key(cluster
     assert (retry.status, retry.replayed) == (201, False)
     assert (again.status, again.replayed, again.body) == (201, True, retry.body)
     assert stored == 1
-    print(
-        f"\nworker SIGKILL: the write in flight got no answer and was rolled back; its retry while it was "
+    record_property(
+        "figures",
+        f"worker SIGKILL: the write in flight got no answer and was rolled back; its retry while it was "
         f"held: {while_held.status}; after: {retry.status}, stored {stored}; a further retry "
-        f"replayed; load {tally(answers)}; a new worker forked {replaced:.2f} s later"
+        f"replayed; load {tally(answers)}; a new worker forked {replaced:.2f} s later",
     )
 
 
-def test_concurrent_requests_with_one_key_store_one_row(cluster, token, tmp_path):
+def test_concurrent_requests_with_one_key_store_one_row(cluster, token, tmp_path, record_property):
     """Nine requests with one key at once, while a table lock holds the one that took the key: the others
     are 409s (or, queued behind it on its worker, get its answer), and one passenger is stored."""
     held_for = {"DATABASE_STATEMENT_TIMEOUT": "5", "DATABASE_REQUEST_TIMEOUT": "5"}  # longer than the lock
@@ -532,7 +534,7 @@ def test_concurrent_requests_with_one_key_store_one_row(cluster, token, tmp_path
 
     def post():
         barrier.wait()
-        answers.append(send(server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=auth))
+        answers.append(send(server, "POST", "/people", kind="write", json=person_body(name=name), headers=auth))
 
     with serve(tmp_path, cluster.url(DATABASE), **held_for) as server, cluster.connect(DATABASE) as lock:
         server.get_from_every_worker("/people")  # each worker has loaded the app
@@ -547,7 +549,7 @@ def test_concurrent_requests_with_one_key_store_one_row(cluster, token, tmp_path
         lock.rollback()
         for thread in threads:
             thread.join(timeout=30)
-        later = send(server, "POST", "/people", kind="write", json={**PERSON, "name": name}, headers=auth)
+        later = send(server, "POST", "/people", kind="write", json=person_body(name=name), headers=auth)
     stored = cluster.sql(f"SELECT count(*) FROM passengers_passenger WHERE name = '{name}'", DATABASE)[0][0]
     assert_clear(answers)
     statuses = sorted(a.status or 0 for a in answers)
@@ -557,13 +559,14 @@ def test_concurrent_requests_with_one_key_store_one_row(cluster, token, tmp_path
     assert len(written) == 1 and stored == 1
     assert {a.body for a in answers if a.status == 201} == {written[0].body}
     assert (later.status, later.replayed, later.body) == (201, True, written[0].body)
-    print(
-        f"\none key, 9 requests at once: {statuses.count(409)} answered 409 ({answered_while_locked} answers "
-        f"while the first was held), {statuses.count(201) - 1} replayed, 1 written; rows stored: {stored}"
+    record_property(
+        "figures",
+        f"one key, 9 requests at once: {statuses.count(409)} answered 409 ({answered_while_locked} answers "
+        f"while the first was held), {statuses.count(201) - 1} replayed, 1 written; rows stored: {stored}",
     )
 
 
-def test_master_sigterm_under_load_completes_the_requests_in_flight(cluster, token, uuids, tmp_path):
+def test_master_sigterm_under_load_completes_the_requests_in_flight(cluster, token, uuids, tmp_path, record_property):
     """Three requests held in the database by a table lock are in flight when SIGTERM arrives."""
     held_for = {"DATABASE_STATEMENT_TIMEOUT": "5", "DATABASE_REQUEST_TIMEOUT": "5"}  # longer than the lock
     server = serve(tmp_path, cluster.url(DATABASE), GUNICORN_GRACEFUL_TIMEOUT="10", **held_for).start()
@@ -599,13 +602,14 @@ def test_master_sigterm_under_load_completes_the_requests_in_flight(cluster, tok
     # After SIGTERM: a complete answer, or a refused/reset connection (in a pod, the preStop sleep
     # and the endpoint removal keep new requests away by then); never an error status.
     assert {a.status for a in late} <= {200, 201, None}
-    print(
-        f"\nmaster SIGTERM: 3 requests in flight answered 200; exited with 0 after {stopped_after:.2f} s; "
-        f"answers ending after SIGTERM {tally(late)}"
+    record_property(
+        "figures",
+        f"master SIGTERM: 3 requests in flight answered 200; exited with 0 after {stopped_after:.2f} s; "
+        f"answers ending after SIGTERM {tally(late)}",
     )
 
 
-def test_a_slow_database_answers_503_within_the_bound(cluster, uuids, tmp_path):
+def test_a_slow_database_answers_503_within_the_bound(cluster, uuids, tmp_path, record_property):
     proxy = TcpProxy(("127.0.0.1", cluster.port)).start()
     try:
         with serve(tmp_path, f"postgres://postgres@127.0.0.1:{proxy.port}/{DATABASE}") as server:
@@ -631,14 +635,15 @@ def test_a_slow_database_answers_503_within_the_bound(cluster, uuids, tmp_path):
     assert recovered.status == 200
     # Without the request deadline, 0.5 s per message is not cut by a 1 s statement_timeout.
     assert latency_only.status == 200 and latency_only.seconds > 2 * STATEMENT_TIMEOUT
-    print(
-        f"\nslow database: lock wait -> 503 after {locked.seconds:.2f} s (statement_timeout {STATEMENT_TIMEOUT} s); "
+    record_property(
+        "figures",
+        f"slow database: lock wait -> 503 after {locked.seconds:.2f} s (statement_timeout {STATEMENT_TIMEOUT} s); "
         f"30 s per message -> 503 after {delayed.seconds:.2f} s (request timeout {REQUEST_TIMEOUT} s); "
-        f"0.5 s per message without the request timeout -> 200 after {latency_only.seconds:.2f} s"
+        f"0.5 s per message without the request timeout -> 200 after {latency_only.seconds:.2f} s",
     )
 
 
-def test_database_at_max_connections_then_freed(cluster, tmp_path):
+def test_database_at_max_connections_then_freed(cluster, tmp_path, record_property):
     with serve(tmp_path, cluster.url(DATABASE), workers=2, DATABASE_CONN_MAX_AGE="0") as server:
         server.request("GET", "/ready")
         with contextlib.ExitStack() as hog:
@@ -659,7 +664,8 @@ def test_database_at_max_connections_then_freed(cluster, tmp_path):
     assert ready.status == 200
     assert waiting[-1].status == 200 and recovery < 2
     assert {a.status for a in after} == {200}
-    print(
-        f"\nmax_connections: {len(full)} requests -> 503 in {max(a.seconds for a in full):.3f} s at most; "
-        f"first 200 {recovery:.3f} s after connections were freed"
+    record_property(
+        "figures",
+        f"max_connections: {len(full)} requests -> 503 in {max(a.seconds for a in full):.3f} s at most; "
+        f"first 200 {recovery:.3f} s after connections were freed",
     )

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.support.gunicorn import Gunicorn
-from tests.support.postgres import create_token, database_url, dataset_database, manage, psql, scratch_name
+from tests.harness.gunicorn import Gunicorn
+from tests.harness.postgres import create_token, database_url, dataset_database, manage, psql, scratch_name
 
 pytestmark = pytest.mark.e2e
 

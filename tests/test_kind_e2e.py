@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.support import REPO
-from tests.support.kubernetes import objects, one, pod_need
+from tests.harness import REPO
+from tests.infra_readers.kubernetes import objects, one, pod_need
 
 pytestmark = pytest.mark.infra
 

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.urls import Resolver404, resolve
 from kubernetes_validate import utils as kubernetes_validate
 
-from tests.support import REPO, tool_path
-from tests.support.kubernetes import (
+from tests.harness import REPO, tool_path
+from tests.infra_readers.kubernetes import (
     CHART_WORKLOADS,
     KUSTOMIZE,
     NAMESPACES,

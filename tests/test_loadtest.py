@@ -26,9 +26,9 @@ from loadtest.thresholds import (
     judge,
     table,
 )
-from tests.support import REPO
-from tests.support.gunicorn import Gunicorn
-from tests.support.postgres import create_token, dataset_database, scratch_name
+from tests.harness import REPO
+from tests.harness.gunicorn import Gunicorn
+from tests.harness.postgres import create_token, dataset_database, scratch_name
 
 THRESHOLDS = Thresholds(
     max_error_ratio=0.01,

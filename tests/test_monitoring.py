@@ -30,12 +30,12 @@ import pytest
 import requests
 import yaml
 
-from tests.support import REPO, tool_path
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.kubernetes import crd_schemas
-from tests.support.net import TcpProxy, free_port
-from tests.support.postgres import database_url, dataset_database, scratch_name
-from tests.support.promql import metric_names, selectors
+from tests.harness import REPO, tool_path
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.net import TcpProxy, free_port
+from tests.harness.postgres import database_url, dataset_database, scratch_name
+from tests.infra_readers.kubernetes import crd_schemas
+from tests.infra_readers.promql import metric_names, selectors
 
 pytestmark = pytest.mark.infra
 

@@ -1,11 +1,11 @@
-"""The offline evaluators the Terraform tests rely on: IAM policy evaluation (tests/support/iam.py)
-and ECR lifecycle policies (tests/support/ecr_lifecycle.py), each against the behaviour AWS
+"""The offline evaluators the Terraform tests rely on: IAM policy evaluation (tests/infra_readers/iam.py)
+and ECR lifecycle policies (tests/infra_readers/ecr_lifecycle.py), each against the behaviour AWS
 documents, so that a guardrail test fails for the reason AWS would deny or expire."""
 
 import pytest
 
-from tests.support import ecr_lifecycle, iam
-from tests.support.ecr_lifecycle import Image
+from tests.infra_readers import ecr_lifecycle, iam
+from tests.infra_readers.ecr_lifecycle import Image
 
 ROLE = "arn:aws:iam::111122223333:role/titanic-dev-x"
 CLUSTER = "arn:aws:eks:us-east-1:111122223333:cluster/titanic-prod"

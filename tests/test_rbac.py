@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import REPO
-from tests.support.kubernetes import NAMESPACES, OVERLAYS, cluster_objects, objects
+from tests.harness import REPO
+from tests.infra_readers.kubernetes import NAMESPACES, OVERLAYS, cluster_objects, objects
 
 pytestmark = pytest.mark.infra
 

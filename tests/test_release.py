@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support import REPO
+from tests.harness import REPO
 
 pytestmark = pytest.mark.infra
 

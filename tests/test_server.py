@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.net import TcpProxy
-from tests.support.postgres import create_token, database_url, dataset_database, manage, scratch_name
+from tests.example import person_body
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.net import TcpProxy
+from tests.harness.postgres import create_token, database_url, dataset_database, manage, scratch_name
 
 pytestmark = pytest.mark.e2e
 
@@ -82,18 +83,6 @@ def test_one_scrape_counts_the_requests_of_every_worker(server):
     assert scrape(server, "django_db_execute_total") > 0
 
 
-PERSON = {
-    "survived": True,
-    "passengerClass": 2,
-    "name": "Freshness Probe",
-    "sex": "female",
-    "age": 30,
-    "siblingsOrSpousesAboard": 0,
-    "parentsOrChildrenAboard": 1,
-    "fare": 13.5,
-}
-
-
 @pytest.fixture(scope="module")
 def write_token(proxy):
     return create_token(database_url(DATABASE), "freshness-writer", "add_passenger", "delete_passenger")
@@ -110,7 +99,7 @@ def test_a_write_is_seen_by_the_next_read_of_every_worker(server, write_token):
 
     assert len(server.workers()) == WORKERS
     server.get_from_every_worker("/people")
-    status, created = server.request("POST", "/people", body=json.dumps(PERSON), headers=auth)
+    status, created = server.request("POST", "/people", body=json.dumps(person_body()), headers=auth)
     assert status == 201
     uuid = json.loads(created)["uuid"]
     assert all(uuid in uuids for uuids in listed(server.get_from_every_worker("/people")))
@@ -216,9 +205,7 @@ def test_the_admin_login_locks_out_logs_and_unlocks(proxy, tmp_path):
         # Tokens are not passwords: a locked-out user's token still writes.
         key = manage("drf_create_token", username, url=url).splitlines()[-1].split()[2]
         token = {**https, "Authorization": f"Token {key}"}
-        person = {"survived": True, "passengerClass": 1, "name": "Axes", "sex": "other", "age": 30}
-        person |= {"siblingsOrSpousesAboard": 0, "parentsOrChildrenAboard": 0, "fare": 1.0}
-        created = requests.post(server.url + "/people", json=person, headers=token, timeout=5)
+        created = requests.post(server.url + "/people", json=person_body(name="Axes"), headers=token, timeout=5)
         assert created.status_code == 201, created.text
         deleted = requests.delete(f"{server.url}/people/{created.json()['uuid']}", headers=token, timeout=5)
         assert deleted.status_code == 204

@@ -1,6 +1,6 @@
-"""Hostile clients against gunicorn with the production settings and several workers (issue 26).
+"""Hostile clients against gunicorn with the production settings and several workers.
 
-Each defect the issue found, and several members of its class: the lockout a successful login
+Each defect found so far, and several members of its class: the lockout a successful login
 cleared, metric labels from client input, over-long usernames, forwarding headers gunicorn trusted,
 malformed bodies, malformed forwarded addresses; then the read throttle (measured) and text logs.
 The server runs behind a pretend ALB (TITANIC_TRUSTED_PROXIES=1), so each test is its own client
@@ -15,8 +15,8 @@ import time
 import pytest
 import requests
 
-from tests.support.gunicorn import HTTPS, Gunicorn
-from tests.support.postgres import create_token, database_url, dataset_database, manage, scratch_name
+from tests.harness.gunicorn import HTTPS, Gunicorn
+from tests.harness.postgres import create_token, database_url, dataset_database, manage, scratch_name
 
 pytestmark = pytest.mark.e2e
 

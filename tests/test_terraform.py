@@ -14,11 +14,12 @@ import hcl2
 import pytest
 import yaml
 
-from tests.support import REPO, ecr_lifecycle, iam, tool_path
-from tests.support import terraform as tf
-from tests.support.ecr_lifecycle import Image
-from tests.support.hcl import blocks, code_without_comments, merged_locals, strip_meta, typed_blocks
-from tests.support.terraform import ACCOUNT, REGION, STATE_BUCKET, block_text, caller_vars, other, run_terraform
+from tests.harness import REPO, tool_path
+from tests.infra_readers import ecr_lifecycle, iam
+from tests.infra_readers import terraform as tf
+from tests.infra_readers.ecr_lifecycle import Image
+from tests.infra_readers.hcl import blocks, code_without_comments, merged_locals, strip_meta, typed_blocks
+from tests.infra_readers.terraform import ACCOUNT, REGION, STATE_BUCKET, block_text, caller_vars, other, run_terraform
 
 pytestmark = pytest.mark.infra
 
@@ -26,7 +27,7 @@ TF_DIR = REPO / "terraform"
 TF_FILES = sorted(TF_DIR.glob("*.tf"))
 TFVARS_FILES = sorted((TF_DIR / "envs").glob("*.tfvars"))
 
-# Current majors of the terraform-aws-modules registry modules (see docs/style.md).
+# Current majors of the terraform-aws-modules registry modules.
 MODULE_MAJORS = {
     "terraform-aws-modules/vpc/aws": 6,
     "terraform-aws-modules/eks/aws": 21,
@@ -107,7 +108,7 @@ def test_every_file_parses(path):
 
 def test_main_opens_with_locals_name_azs_tags(parsed):
     first_block = re.search(r"^(\w+)", code_without_comments(TF_DIR / "main.tf").lstrip(), re.M)
-    assert first_block.group(1) == "locals"
+    assert first_block and first_block.group(1) == "locals"
     local_values = merged_locals(parsed)
     for key in ("name", "azs", "tags"):
         assert key in local_values
@@ -501,7 +502,9 @@ def test_external_dns_changes_only_the_public_host_in_its_zone(env, modules):
             "route53:ChangeResourceRecordSetsActions": ["UPSERT"],
         }
         return iam.is_allowed(
-            iam.request("route53:ChangeResourceRecordSets", target, **context), role.identity_policies, role.boundary
+            iam.request("route53:ChangeResourceRecordSets", target, None, **context),
+            role.identity_policies,
+            role.boundary,
         )
 
     # The host and the TXT ownership record ExternalDNS writes beside it (a-<host>).
@@ -1201,7 +1204,7 @@ def test_each_role_can_still_do_its_job(env):
     apply, plan, deploy = roles[f"{n}-terraform"], roles[f"{n}-terraform-plan"], roles[f"{n}-deploy"]
     state = f"arn:aws:s3:::{STATE_BUCKET}/titanic/{env}.tfstate"
     cluster = f"arn:aws:eks:{r}:{a}:cluster/{n}"
-    secret = tf.placeholders(env)["aws_secretsmanager_secret.django_secret_key.arn"]
+    secret = str(tf.placeholders(env)["aws_secretsmanager_secret.django_secret_key.arn"])
     boundary = {"iam:PermissionsBoundary": tf.boundary_arn(env)}
     assert can(apply, "s3:PutObject", state) and can(apply, "s3:PutObject", state + ".tflock")
     assert can(apply, "eks:CreateAccessEntry", cluster, tags)
@@ -1338,7 +1341,7 @@ def history(policy, days=365):
     build) a month, a failed push now and then, a rollback of prod to an older image. The lifecycle
     runs every day. Yields (day, registry, what each environment may roll back to, releases)."""
     registry = Registry()
-    deployed = {"dev": [], "prod": []}
+    deployed: dict[str, list[str]] = {"dev": [], "prod": []}
     releases, orphans = [], []
 
     def deploy(env, digest):

@@ -13,13 +13,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.support import REPO, iam, tool_path
-from tests.support import terraform as tf
-from tests.support.hcl import blocks
+from tests.harness import REPO, tool_path
+from tests.infra_readers import iam
+from tests.infra_readers import terraform as tf
+from tests.infra_readers.hcl import blocks
 
 pytestmark = pytest.mark.infra
 
@@ -105,7 +107,7 @@ def test_local_actions_and_reusable_workflows_exist():
 
 
 def test_third_party_actions_are_pinned_to_a_commit_sha_with_a_version_comment():
-    versions = {}
+    versions: dict[str, set[tuple[str, str]]] = {}
     pinned_in_yaml, pinned_in_text = set(), set()
     for path in ACTION_FILES:
         document = load(path)
@@ -375,7 +377,7 @@ def test_the_baseline_excludes_generated_and_vendored_files():
 # entry, through reusable workflows, evaluating `if`, `environment` and `role-to-assume` as GitHub
 # would. The token's `sub` follows GitHub's rules (environment, else pull_request, else the ref);
 # the role comes from the variable named in role-to-assume; its trust policy and permissions come
-# from terraform/ (tests/support/terraform.py) and are evaluated with tests/support/iam.py.
+# from terraform/ (tests/infra_readers/terraform.py) and are evaluated with tests/infra_readers/iam.py.
 
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 TOKEN = re.compile(r"\s*('(?:[^']|'')*'|&&|\|\||==|!=|!|[()\[\],]|[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*|\d+)")
@@ -457,7 +459,7 @@ def scenarios(document):
     triggers = document[True]
     base = {"repository": tf.REPOSITORY, "sha": "0" * 40}
     main = {**base, "ref": "refs/heads/main", "ref_name": "main"}
-    found = []
+    found: list[dict[str, Any]] = []
     if "push" in triggers:
         push = triggers["push"] or {}
         if "main" in push.get("branches", ["main"]):
@@ -488,7 +490,7 @@ def assumed_roles(path, github, inputs=None, caller=""):
         if not re.search(r"\b(always|cancelled|failure|success)\(", condition):
             condition = f"success() && ({condition})"
         runs = all(results[n]["result"] == "success" for n in needs) or "success()" not in condition
-        entries = [{}]
+        entries: list[dict[str, Any]] = [{}]
         if matrix_values:
             key, values = next(iter(matrix_values.items()))
             entries = [{key: v} for v in interpolate(values, contexts)]
@@ -527,6 +529,7 @@ def role_for(variable, environment):
     resources (dev)."""
     name = variable.removeprefix("vars.")
     match = re.fullmatch(r"(\w+?)(?:_(DEV|PROD))?", name)
+    assert match, name
     output, env = match.group(1).lower(), (match.group(2) or "").lower()
     if not env:
         found = re.search(r"(?:^|-)(dev|prod)$", environment)
@@ -556,7 +559,7 @@ def workflow_roles():
 def dispatch_inputs(document):
     """Every combination of a manual run's choice inputs (the other inputs at their defaults)."""
     declared = (document[True]["workflow_dispatch"] or {}).get("inputs", {})
-    combinations = [{}]
+    combinations: list[dict[str, Any]] = [{}]
     for name, spec in declared.items():
         values = spec.get("options") if spec.get("type") == "choice" else [spec.get("default")]
         combinations = [{**combination, name: value} for combination in combinations for value in values]
@@ -685,8 +688,7 @@ elif command == "put-image":
 
 
 def run_keep_step(tmp_path, state):
-    if not shutil.which("jq"):
-        pytest.skip("jq is not installed here (GitHub's runners have it)")
+    tool_path("jq")  # the step runs it from PATH
     job = jobs(REPO / ".github/workflows/keep-deployed-image.yml")["tag"]
     script = next(s for s in job["steps"] if "run" in s)
     (tmp_path / "bin").mkdir(exist_ok=True)
@@ -758,8 +760,7 @@ print(json.dumps({"linux/amd64": config, "linux/arm64": config}))
 
 
 def run_image_tags_step(tmp_path, in_ecr):
-    if not shutil.which("jq"):
-        pytest.skip("jq is not installed here (GitHub's runners have it)")
+    tool_path("jq")  # the step runs it from PATH
     job = jobs(REPO / ".github/workflows/deploy.yml")["image"]
     script = next(s for s in job["steps"] if s.get("id") == "pushed")["run"]
     (tmp_path / "bin").mkdir(exist_ok=True)

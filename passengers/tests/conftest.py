@@ -7,14 +7,27 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from passengers.tests.factories import PassengerFactory
+from tests.example import person_body
 
 WRITE_PERMISSIONS = ["add_passenger", "change_passenger", "delete_passenger"]
 
 
 @pytest.fixture
-def client():
-    """An API client that, like most real clients, sends no Accept header preference beyond JSON."""
+def api_client():
+    """An anonymous API client that, like most real clients, sends no Accept header preference beyond JSON."""
     return APIClient()
+
+
+@pytest.fixture
+def token_client(db):
+    """token_client(user): an API client authenticated as `user` with a DRF token of its own."""
+
+    def authenticated_as(user):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        return client
+
+    return authenticated_as
 
 
 def _user(username, permissions=()):
@@ -36,17 +49,13 @@ def reader(db):
 
 
 @pytest.fixture
-def editor_client(editor):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=editor).key}")
-    return client
+def editor_client(token_client, editor):
+    return token_client(editor)
 
 
 @pytest.fixture
-def reader_client(reader):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=reader).key}")
-    return client
+def reader_client(token_client, reader):
+    return token_client(reader)
 
 
 @pytest.fixture
@@ -64,17 +73,8 @@ def passenger(db):
 
 @pytest.fixture
 def person_data():
-    """Valid PersonData, as the contract's example."""
-    return {
-        "survived": True,
-        "passengerClass": 3,
-        "name": "Mr. Owen Harris Braund",
-        "sex": "male",
-        "age": 22,
-        "siblingsOrSpousesAboard": 1,
-        "parentsOrChildrenAboard": 0,
-        "fare": 7.25,
-    }
+    """Valid PersonData: the contract's example."""
+    return person_body()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import factory
 from passengers.models import Passenger
 
 
-class PassengerFactory(factory.django.DjangoModelFactory):
+class PassengerFactory(factory.django.DjangoModelFactory[Passenger]):
     class Meta:
         model = Passenger
 

@@ -118,12 +118,12 @@ def test_an_edit_saves_and_is_in_the_history(admin_client, admin_user, passenger
     assert "Changed Survived and Fare." in history.content.decode()
 
 
-def test_an_edit_shows_up_in_the_api(admin_client, client, passengers):
+def test_an_edit_shows_up_in_the_api(admin_client, api_client, passengers):
     braund = passengers[0]
-    assert client.get("/people").json()  # the list is cached now
+    assert api_client.get("/people").json()  # the list is cached now
     admin_client.post(change_url(braund), form_data(braund, age="23.5"))
-    assert client.get(f"/people/{braund.pk}").json()["age"] == 23.5
-    assert [person["age"] for person in client.get("/people?search=braund").json()] == [23.5]
+    assert api_client.get(f"/people/{braund.pk}").json()["age"] == 23.5
+    assert [person["age"] for person in api_client.get("/people?search=braund").json()] == [23.5]
 
 
 def test_the_change_form_shows_identity_and_timestamps_read_only(admin_client, passengers):
@@ -176,22 +176,22 @@ def test_adding_a_passenger(admin_client, passengers):
     assert Passenger.objects.get(name="Mr. New").fare == 10.5
 
 
-def test_an_anonymous_user_is_sent_to_the_login_page(client, passengers):
+def test_an_anonymous_user_is_sent_to_the_login_page(api_client, passengers):
     for url in [reverse(CHANGELIST), change_url(passengers[0]), reverse("admin:index")]:
-        response = client.get(url)
+        response = api_client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("admin:login"))
 
 
-def test_an_anonymous_post_changes_nothing(client, passengers):
+def test_an_anonymous_post_changes_nothing(api_client, passengers):
     braund = passengers[0]
-    response = client.post(change_url(braund), form_data(braund, fare="99"))
+    response = api_client.post(change_url(braund), form_data(braund, fare="99"))
     assert response.status_code == 302
     braund.refresh_from_db()
     assert braund.fare == 7.25
 
 
-def test_a_staff_user_without_permission_is_refused(client, passengers, django_user_model):
+def test_a_staff_user_without_permission_is_refused(api_client, passengers, django_user_model):
     django_user_model.objects.create_user("staff", password="a-long-test-password", is_staff=True)
-    client.force_login(django_user_model.objects.get(username="staff"))
-    assert client.get(reverse(CHANGELIST)).status_code == 403
+    api_client.force_login(django_user_model.objects.get(username="staff"))
+    assert api_client.get(reverse(CHANGELIST)).status_code == 403

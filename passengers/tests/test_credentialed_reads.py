@@ -21,27 +21,27 @@ def paths(db):
     return [path.format(uuid=passengers[0].uuid) for path in PATHS]
 
 
-def test_a_token_read_is_answered_from_the_cache_with_one_query(client, token, paths, django_assert_num_queries):
+def test_a_token_read_is_answered_from_the_cache_with_one_query(api_client, token, paths, django_assert_num_queries):
     """Anonymous and credentialed reads share the entries (each test client has its own middleware)."""
     for path in paths:
-        anonymous = client.get(path)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        anonymous = api_client.get(path)
+        api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
         with django_assert_num_queries(1) as queries:
-            credentialed = client.get(path)
+            credentialed = api_client.get(path)
         assert "authtoken_token" in queries.captured_queries[0]["sql"]
         assert (credentialed.status_code, credentialed.content) == (200, anonymous.content)
         assert credentialed["ETag"] == anonymous["ETag"]
-        assert client.get(path, HTTP_IF_NONE_MATCH=anonymous["ETag"]).status_code == 304
-        client.credentials()
+        assert api_client.get(path, HTTP_IF_NONE_MATCH=anonymous["ETag"]).status_code == 304
+        api_client.credentials()
 
 
-def test_a_revoked_token_is_refused_at_once(client, editor_client, token, paths):
+def test_a_revoked_token_is_refused_at_once(api_client, editor_client, token, paths):
     for path in paths:
         assert editor_client.get(path).status_code == 200
     token.delete()
     for path in paths:
         assert editor_client.get(path).status_code == 401
-        assert client.get(path).status_code == 200
+        assert api_client.get(path).status_code == 200
 
 
 def test_a_deactivated_user_is_refused_at_once(editor_client, editor, token, paths):

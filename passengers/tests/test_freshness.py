@@ -59,18 +59,18 @@ def test_the_stamp_row_exists_from_the_migration_on(db):
 
 
 @pytest.mark.parametrize("change", CHANGES)
-def test_every_kind_of_change_renews_the_stamp_and_the_next_read_sees_it(client, passengers, change):
+def test_every_kind_of_change_renews_the_stamp_and_the_next_read_sees_it(api_client, passengers, change):
     detail = f"/people/{passengers[0].uuid}"
     stamp = DatasetVersion.current()
-    cached = (client.get("/people").content, client.get(detail).content)
-    assert (client.get("/people").content, client.get(detail).content) == cached  # now answered from the cache
+    cached = (api_client.get("/people").content, api_client.get(detail).content)
+    assert (api_client.get("/people").content, api_client.get(detail).content) == cached  # now answered from the cache
 
     CHANGES[change]()
 
     assert DatasetVersion.current() != stamp
-    assert client.get("/people").json() == [person(row) for row in Passenger.objects.all()]
+    assert api_client.get("/people").json() == [person(row) for row in Passenger.objects.all()]
     row = Passenger.objects.filter(uuid=passengers[0].uuid).values_list("name", flat=True).first()
-    response = client.get(detail)
+    response = api_client.get(detail)
     assert (response.status_code, row and response.json()["name"]) == ((200, row) if row else (404, None))
 
 
@@ -117,8 +117,8 @@ def test_the_stamp_row_comes_back_after_a_flush(passengers):
 
 
 @pytest.mark.parametrize("reader", ["anonymous", "token"])
-def test_without_the_stamp_row_reads_are_rendered_every_time_not_refused(reader, client, editor_client, passengers):
-    reads = editor_client if reader == "token" else client
+def test_without_the_stamp_row_reads_are_rendered_every_time_not_refused(reader, api_client, editor_client, passengers):
+    reads = editor_client if reader == "token" else api_client
     path = f"/people/{passengers[0].uuid}"
     DatasetVersion.objects.all().delete()
     assert reads.get(path).json()["name"] == passengers[0].name

@@ -9,7 +9,6 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError, close_old_connections, connection, connections
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from passengers.models import Passenger
@@ -44,12 +43,6 @@ def assert_replay(again, first):
     assert (again.status_code, headers(again), again.content) == (first.status_code, headers(first), first.content)
     assert again["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first
-
-
-def token_client(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
 
 
 @pytest.fixture
@@ -121,7 +114,7 @@ def test_the_same_key_with_another_request_is_422_and_changes_nothing(editor_cli
     assert snapshot() == before
 
 
-def test_keys_belong_to_their_user(editor_client, person_data):
+def test_keys_belong_to_their_user(editor_client, token_client, person_data):
     colleague = token_client(_user("colleague", WRITE_PERMISSIONS))
     mine = editor_client.post("/people", person_data, format="json", **keyed())
     theirs = colleague.post("/people", person_data, format="json", **keyed())
@@ -333,32 +326,32 @@ def test_a_replay_counts_against_the_write_throttle(editor_client, person_data, 
     cache.clear()
 
 
-def test_a_replay_leaves_the_cached_reads_alone(client, editor_client, person_data):
-    before = client.get("/people")
+def test_a_replay_leaves_the_cached_reads_alone(api_client, editor_client, person_data):
+    before = api_client.get("/people")
     editor_client.post("/people", person_data, format="json", **keyed())
-    written = client.get("/people", HTTP_IF_NONE_MATCH=before["ETag"])
+    written = api_client.get("/people", HTTP_IF_NONE_MATCH=before["ETag"])
     editor_client.post("/people", person_data, format="json", **keyed())
-    replayed = client.get("/people", HTTP_IF_NONE_MATCH=written["ETag"])
+    replayed = api_client.get("/people", HTTP_IF_NONE_MATCH=written["ETag"])
     assert written.status_code == 200 and person_data["name"].encode() in written.content
     assert replayed.status_code == 304  # nothing changed, so the cached answer still holds
 
 
 def test_the_browsable_api_works_with_a_key_too(editor, person_data):
-    client = APIClient(enforce_csrf_checks=True)
-    client.force_login(editor)
-    client.get("/api-auth/login/")
-    extra = {"HTTP_X_CSRFTOKEN": client.cookies["csrftoken"].value, "HTTP_ACCEPT": "text/html", **keyed()}
+    api_client = APIClient(enforce_csrf_checks=True)
+    api_client.force_login(editor)
+    api_client.get("/api-auth/login/")
+    extra = {"HTTP_X_CSRFTOKEN": api_client.cookies["csrftoken"].value, "HTTP_ACCEPT": "text/html", **keyed()}
     form = {name: str(value).lower() if value is True else str(value) for name, value in person_data.items()}
     # A multipart form, which the CSRF check parses from the stream: the fingerprint read the body first.
-    first = client.post("/people", form, **extra)
-    again = client.post("/people", form, **extra)
+    first = api_client.post("/people", form, **extra)
+    again = api_client.post("/people", form, **extra)
     assert first.status_code == 201 and first["Content-Type"].startswith("text/html")
     assert_replay(again, first)
-    assert client.get("/people", HTTP_ACCEPT="text/html").status_code == 200
+    assert api_client.get("/people", HTTP_ACCEPT="text/html").status_code == 200
 
 
-def test_the_schema_documents_the_header_on_every_write(client):
-    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+def test_the_schema_documents_the_header_on_every_write(api_client):
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     operations = {
         (path, method): operation
         for path, item in schema["paths"].items()

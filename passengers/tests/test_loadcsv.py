@@ -414,7 +414,8 @@ def load_measuring_memory(path):
 # PostgreSQL only: this is the database production loads into, and on SQLite the 200,000 inserts
 # would add about a minute to the SQLite pass without telling us anything more about streaming.
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the 200,000-row load runs on PostgreSQL only")
-def test_a_200000_row_file_loads_completely_and_streams(db, tmp_path):
+@pytest.mark.slow
+def test_a_200000_row_file_loads_completely_and_streams(db, tmp_path, record_property):
     small = write_generated_csv(tmp_path / "20k.csv", 20_000)
     big = write_generated_csv(tmp_path / "200k.csv", 200_000)
     assert big.stat().st_size > 9 * small.stat().st_size
@@ -430,7 +431,9 @@ def test_a_200000_row_file_loads_completely_and_streams(db, tmp_path):
     assert Passenger.objects.filter(name="Passenger 199999").exists()
     # Ten times the rows, yet the peak barely moves: rows are read, checked and written in
     # batches, never all held at once (200,000 model instances would take hundreds of megabytes).
-    print(f"peak RSS growth: 20k rows {small_growth / 1e6:.1f} MB, 200k rows {big_growth / 1e6:.1f} MB")
-    print(f"both loads: {elapsed:.0f} s")
+    record_property(
+        "figures", f"peak RSS growth: 20k rows {small_growth / 1e6:.1f} MB, 200k rows {big_growth / 1e6:.1f} MB"
+    )
+    record_property("figures", f"both loads: {elapsed:.0f} s")
     assert big_growth < small_growth + 25 * 1024 * 1024
     assert big_growth < 40 * 1024 * 1024

@@ -50,8 +50,8 @@ def expected_stats(passengers):
     }
 
 
-def test_stats_of_the_real_file(client, loaded_passengers):
-    response = client.get("/people/stats")
+def test_stats_of_the_real_file(api_client, loaded_passengers):
+    response = api_client.get("/people/stats")
 
     assert response.status_code == 200
     assert response.json() == expected_stats(csv_passengers())
@@ -73,23 +73,23 @@ def test_stats_of_the_real_file(client, loaded_passengers):
         ),
     ],
 )
-def test_filters_apply_to_stats(client, loaded_passengers, query, keep):
-    response = client.get(f"/people/stats?{query}")
+def test_filters_apply_to_stats(api_client, loaded_passengers, query, keep):
+    response = api_client.get(f"/people/stats?{query}")
     assert response.status_code == 200
     expected = expected_stats([p for p in csv_passengers() if keep(p)])
     assert 0 < expected["total"] < 887
     assert response.json() == expected
 
 
-def test_search_applies_to_stats(client, loaded_passengers):
-    response = client.get("/people/stats/?search=braund")  # trailing slash too
+def test_search_applies_to_stats(api_client, loaded_passengers):
+    response = api_client.get("/people/stats/?search=braund")  # trailing slash too
     assert response.status_code == 200
     assert response.json()["total"] == 2  # Mr. Owen Harris Braund and Mr. Lewis Richard Braund
     assert response.json()["survived"] == 0
 
 
-def test_stats_of_an_empty_database(client, db):
-    response = client.get("/people/stats")
+def test_stats_of_an_empty_database(api_client, db):
+    response = api_client.get("/people/stats")
     assert response.status_code == 200
     assert response.json() == {
         "total": 0,
@@ -101,16 +101,16 @@ def test_stats_of_an_empty_database(client, db):
     }
 
 
-def test_a_filter_that_matches_nothing_gives_zero_totals(client, loaded_passengers):
-    body = client.get("/people/stats?sex=other").json()
+def test_a_filter_that_matches_nothing_gives_zero_totals(api_client, loaded_passengers):
+    body = api_client.get("/people/stats?sex=other").json()
     assert (body["total"], body["survived"], body["survivalRate"]) == (0, 0, None)
 
 
-def test_age_band_edges_and_the_other_sex(client, db):
+def test_age_band_edges_and_the_other_sex(api_client, db):
     for age, survived in [(0.42, True), (9.99, False), (10, True), (19.5, True), (150, False)]:
         PassengerFactory(age=age, survived=survived, sex="other", passenger_class=2)
 
-    body = client.get("/people/stats").json()
+    body = api_client.get("/people/stats").json()
 
     assert [(band["ageBand"], band["total"], band["survived"]) for band in body["byAgeBand"]] == [
         ("0-9", 2, 1),
@@ -121,16 +121,16 @@ def test_age_band_edges_and_the_other_sex(client, db):
     assert body["byClass"] == [{"passengerClass": 2, "total": 5, "survived": 3, "survivalRate": 0.6}]
 
 
-def test_stats_follow_writes(client, loaded_passengers, editor_client):
-    before = client.get("/people/stats").json()
-    braund = client.get("/people?search=Owen Harris Braund").json()[0]
+def test_stats_follow_writes(api_client, loaded_passengers, editor_client):
+    before = api_client.get("/people/stats").json()
+    braund = api_client.get("/people?search=Owen Harris Braund").json()[0]
     assert editor_client.patch(f"/people/{braund['uuid']}", {"survived": True}, format="json").status_code == 200
 
-    after = client.get("/people/stats").json()
+    after = api_client.get("/people/stats").json()
     assert after["survived"] == before["survived"] + 1
 
 
-def test_a_bad_filter_is_a_400(client, db):
-    response = client.get("/people/stats?sex=unknown")
+def test_a_bad_filter_is_a_400(api_client, db):
+    response = api_client.get("/people/stats?sex=unknown")
     assert response.status_code == 400
     assert "sex" in response.json()

@@ -13,6 +13,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
+from tests.example import person_body
 from titanic.clients import client_ip
 
 PASSWORD = "a-long-test-password"  # pragma: allowlist secret
@@ -24,12 +25,6 @@ LIMIT = 5
 def lockout(settings):
     settings.AXES_FAILURE_LIMIT = LIMIT
     settings.TITANIC_TRUSTED_PROXIES = 0
-
-
-@pytest.fixture
-def person_data():
-    return {"survived": True, "passengerClass": 3, "name": "Mr. Owen Harris Braund", "sex": "male", "age": 22,
-            "siblingsOrSpousesAboard": 1, "parentsOrChildrenAboard": 0, "fare": 7.25}  # fmt: skip
 
 
 @pytest.fixture
@@ -173,7 +168,7 @@ def test_every_failure_is_still_logged_including_refused_ones(client, alice, cap
 
 
 @pytest.mark.django_db
-def test_tokens_keep_working_for_a_locked_out_user(client, alice, person_data):
+def test_tokens_keep_working_for_a_locked_out_user(client, alice):
     fail(client, LIMIT, "alice")
     assert log_in(client, "alice").status_code == 429
     out = io.StringIO()
@@ -181,7 +176,7 @@ def test_tokens_keep_working_for_a_locked_out_user(client, alice, person_data):
     key = Token.objects.get(user=alice).key
     assert key in out.getvalue()
     client.logout()
-    response = client.post("/people", person_data, content_type="application/json", HTTP_AUTHORIZATION=f"Token {key}")
+    response = client.post("/people", person_body(), content_type="application/json", HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 201, response.content
 
 

@@ -109,17 +109,6 @@ def _load_gunicorn_config(monkeypatch, tmp_path, **env):
     return module
 
 
-def test_gunicorn_config(monkeypatch, tmp_path):
-    config = _load_gunicorn_config(monkeypatch, tmp_path, GUNICORN_WORKERS="3", GUNICORN_THREADS="2")
-    assert config.bind == "0.0.0.0:8000"
-    assert (config.workers, config.threads, config.worker_class) == (3, 2, "gthread")
-    assert config.worker_tmp_dir == "/dev/shm"
-    assert config.graceful_timeout == 20  # the pods' shutdown chain: tests/test_kustomize.py
-    assert config.max_requests and config.max_requests_jitter
-    assert config.control_socket_disable is True
-    assert config.logconfig_dict["handlers"]["console"]["formatter"] == "text"
-
-
 def test_gunicorn_wipes_the_metrics_dir_at_start_and_marks_dead_workers(monkeypatch, tmp_path):
     config = _load_gunicorn_config(monkeypatch, tmp_path)
     metrics = tmp_path / "metrics"

@@ -150,6 +150,7 @@ def test_malformed_multipart_is_a_4xx(writer, body):
         assert post(login, *body, REMOTE_ADDR="192.0.2.77").status_code in (200, 400)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind", FORMS)
 def test_a_charset_that_cannot_decode_is_refused_and_the_others_never_crash(writer, kind):

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from tests.support import REPO, project_env
-from tests.support.net import free_port
+from tests.harness import REPO, project_env
+from tests.harness.net import free_port
 
 HTTPS = {"X-Forwarded-Proto": "https"}  # TLS ends at the load balancer in production
 

@@ -299,7 +299,7 @@ def pam_service(directory: Path, python: str) -> Iterator[tuple[str, Path]]:
     name = f"titanic-test-rds-iam-{uuid.uuid4().hex[:12]}"
     service = PAM_DIRECTORY / name
     service.write_text(
-        f"# Installed by the Titanic API's tests (tests/support/rds_iam.py) for one test run.\n"
+        f"# Installed by the Titanic API's tests (tests/harness/rds_iam.py) for one test run.\n"
         f"auth required pam_exec.so expose_authtok quiet log={log} {python} -I {validator} "
         f"{directory / 'rds-iam-state.json'}\n"
         "account required pam_permit.so\n"

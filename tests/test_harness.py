@@ -1,4 +1,4 @@
-"""tests/support: the TCP proxy against a loopback echo server, and the parsers on small inputs."""
+"""tests/harness: the tool lookup, and the TCP proxy against a loopback echo server."""
 
 import contextlib
 import socket
@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from tests.support.dockerfile import healthcheck_command, stages
-from tests.support.hcl import blocks, strip_meta
-from tests.support.net import TcpProxy
-from tests.support.promql import metric_names, selectors
+from tests import harness
+from tests.harness.net import TcpProxy
 
 
 @pytest.fixture
@@ -94,37 +92,30 @@ def test_slowed_delays_each_message_from_the_client(proxy):
         assert proxy.delay == 0
 
 
-def test_promql_parsing_is_not_vacuous():
-    expr = (
-        'sum by (namespace, le) (rate(a_total{job="x", status=~"5.."}[5m])) / on (namespace) '
-        'b_bucket{le="+Inf"} > 0.5 and absent(up{job="y"}) or vector(1e3)'
-    )
-    assert metric_names(expr) == {"a_total", "b_bucket", "up"}
-    assert [n for n, _ in selectors(expr)] == ["a_total", "b_bucket", "up"]
-    assert selectors(expr)[0][1] == 'a_total{job="x",status=~"5.."}'
-    with pytest.raises(ValueError, match="unknown function"):
-        metric_names("sum(rate_of(x{}))")
-    with pytest.raises(AssertionError, match="a selector without"):
-        selectors("sum(rate(x[5m]))")
+@pytest.fixture
+def no_tools(monkeypatch, tmp_path):
+    """Neither .venv-tools nor anything on PATH."""
+    monkeypatch.setattr(harness, "REPO", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
 
 
-def test_dockerfile_stages_join_continuations_and_drop_comments():
-    text = """# syntax comment
-ARG BASE=python
-FROM ${BASE} AS build
-RUN pip install\\
-    --quiet x
-FROM ${BASE} AS runtime
-  # indented comment
-HEALTHCHECK --interval=30s CMD ["python", "-c", "print(1)"]
-"""
-    build, runtime = stages(text)
-    assert build == [("FROM", "${BASE} AS build"), ("RUN", "pip install    --quiet x")]
-    assert runtime[0] == ("FROM", "${BASE} AS runtime") and len(runtime) == 2
-    assert healthcheck_command(runtime) == ["python", "-c", "print(1)"]
+def test_a_missing_tool_skips_naming_how_to_install_it(no_tools, monkeypatch):
+    monkeypatch.delenv(harness.REQUIRE_TOOLS, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"^actionlint not found: make tools$"):
+        harness.tool_path("actionlint")
+    with pytest.raises(pytest.skip.Exception, match=r"^terraform not found: install terraform on PATH$"):
+        harness.tool_path("terraform")
 
 
-def test_hcl_blocks_are_plain():
-    parsed = {"main.tf": {"variable": [{'"region"': {"type": "${string}", "__is_block__": True}}]}}
-    assert blocks(parsed, "variable") == {"region": {"type": "string"}}
-    assert strip_meta(['"a"', "${var.b}", 3]) == ["a", "var.b", 3]
+def test_a_missing_tool_fails_where_tools_are_required(no_tools, monkeypatch):
+    monkeypatch.setenv(harness.REQUIRE_TOOLS, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"^wrk not found: make system-packages"):
+        harness.tool_path("wrk")
+
+
+def test_a_tool_is_found_on_path_and_taken_from_the_tools_virtualenv_first(no_tools, tmp_path):
+    (tmp_path / "hadolint").touch(mode=0o755)
+    assert harness.tool_path("hadolint") == str(tmp_path / "hadolint")
+    (tmp_path / ".venv-tools" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv-tools" / "bin" / "hadolint").touch()
+    assert harness.tool_path("hadolint") == str(tmp_path / ".venv-tools" / "bin" / "hadolint")

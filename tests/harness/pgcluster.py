@@ -34,8 +34,8 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 
-from tests.support.net import free_port
-from tests.support.postgres import manage
+from tests.harness.net import free_port
+from tests.harness.postgres import manage
 
 
 def _bindir() -> Path:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from tests.support import REPO, project_env
+from tests.harness import REPO, project_env
 
 
 def psql(sql: str, database: str = "postgres") -> str:

@@ -22,7 +22,7 @@ fails here too.
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from tests.support.iam import glob_matches
+from tests.infra_readers.iam import glob_matches
 
 
 @dataclass(frozen=True)

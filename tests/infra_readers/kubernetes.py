@@ -6,7 +6,7 @@ import subprocess
 
 import yaml
 
-from tests.support import REPO, tool_path
+from tests.harness import REPO, tool_path
 
 CRD_SCHEMAS = REPO / "tests" / "schemas" / "crds"
 KUSTOMIZE = REPO / "kustomize"
