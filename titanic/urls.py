@@ -11,6 +11,7 @@ router = SimpleRouter()
 router.trailing_slash = "/?"  # the contract's paths work with and without a trailing slash
 router.register("people", PassengerViewSet, basename="people")
 
+# What answers a request before and after these URLs, layer by layer: docs/architecture.md.
 urlpatterns = [
     path("", welcome, name="welcome"),
     path("", include(router.urls)),
