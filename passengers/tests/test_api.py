@@ -10,6 +10,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from passengers.models import CONTRACT_FIELDS, Passenger
 from passengers.serializers import PassengerSerializer
 from passengers.tests.factories import PassengerFactory
+from titanic import __version__
 
 pytestmark = pytest.mark.django_db
 
@@ -163,7 +164,7 @@ def test_json_is_the_default_for_any_other_client(client, passenger):
 def test_welcome(client):
     data = body(client.get("/"))
     assert data["message"] == "Welcome to the Titanic API"
-    assert data["version"] == "1.0.0"
+    assert data["version"] == __version__
     assert data["docs"].endswith("/api/docs/") and data["people"].endswith("/people")
 
 
