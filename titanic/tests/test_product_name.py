@@ -11,7 +11,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _title(html):
-    return re.search(r"<title>\s*(.*?)\s*</title>", html, flags=re.DOTALL).group(1)
+    found = re.search(r"<title>\s*(.*?)\s*</title>", html, flags=re.DOTALL)
+    assert found, "no title"
+    return found.group(1)
 
 
 def test_the_browsable_api_names_the_service_in_its_title_and_navbar(client):
