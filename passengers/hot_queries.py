@@ -2,9 +2,9 @@
 
 Performance contract (figures and method in docs/performance.md):
 
-- A cached read costs one database round trip: `current_stamp()` for an anonymous read,
-  `stamp_and_token_user(key)` for a read with a DRF token, which checks the token and its owner in
-  the same query as the stamp.
+- A read answered from the cache costs one database round trip: `current_stamp()` for an anonymous
+  read, `stamp_and_token_user(key)` for a read with a DRF token, which checks the token and its
+  owner in the same query as the stamp. (A miss renders, then reads the stamp once more.)
 - Both run on PostgreSQL as prepared statements (`titanic.postgresql`'s `prepared_cursor()`),
   parsed and planned once per connection: with a psycopg loop one round trip took 115 -> 86 µs for
   the stamp and 204 -> 124 µs for the joined query when prepared. SQLite prepares nothing; they run
