@@ -3,19 +3,20 @@ import functools
 import hashlib
 import sys
 import threading
+from collections.abc import Callable
+from typing import TypeGuard
 
 from cachetools import LRUCache
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.exceptions import MiddlewareNotUsed
 from django.db import DatabaseError
-from django.http import HttpResponse
-from django.urls import Resolver404, resolve
-from django.utils.cache import cc_delim_re, get_conditional_response
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import Resolver404, ResolverMatch, resolve
+from django.utils.cache import get_conditional_response
 from django_prometheus.middleware import PrometheusAfterMiddleware
-from rest_framework.authtoken.models import Token
 
-from passengers.models import DatasetVersion, stamp_cursor
+from passengers.hot_queries import Stamp, current_stamp, stamp_and_token_user
 
 CACHED_VIEWS = {"people-list", "people-detail", "people-stats"}
 # What an answer of those views can depend on, besides the path and query string (not who asks): the
@@ -33,6 +34,8 @@ KEY_ENVIRON = (
     "HTTP_ACCEPT",
 )
 PROMETHEUS_AFTER = "django_prometheus.middleware.PrometheusAfterMiddleware"
+# A kept response: its body and its headers.
+Entry = tuple[bytes, list[tuple[str, str]]]
 
 
 class CachedReadsMiddleware:
@@ -53,11 +56,13 @@ class CachedReadsMiddleware:
     recently used first out, within TITANIC_RESPONSE_CACHE_MB.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         if not settings.TITANIC_RESPONSE_CACHE_MB:
             raise MiddlewareNotUsed("TITANIC_RESPONSE_CACHE_MB is 0")
         self.get_response = get_response
-        self.responses = LRUCache(maxsize=settings.TITANIC_RESPONSE_CACHE_MB * 2**20, getsizeof=_size)
+        self.responses: LRUCache[bytes, Entry] = LRUCache(
+            maxsize=settings.TITANIC_RESPONSE_CACHE_MB * 2**20, getsizeof=_size
+        )
         self.lock = threading.Lock()
         # django-prometheus counts requests per view as the view is called, which a cached answer
         # never is: the same count, by the same code, for the answers given here.
@@ -65,7 +70,7 @@ class CachedReadsMiddleware:
             PrometheusAfterMiddleware(get_response).process_view if PROMETHEUS_AFTER in settings.MIDDLEWARE else None
         )
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         reader = _reader(request) if self._cacheable(request) else None
         if reader is None:
             return self.get_response(request)
@@ -86,9 +91,9 @@ class CachedReadsMiddleware:
             self.count_view(request, None)
         content, headers = cached
         response = HttpResponse(content, headers=headers)
-        return get_conditional_response(request, etag=response["ETag"], response=response)
+        return get_conditional_response(request, etag=response["ETag"], response=response) or response  # never None
 
-    def _cacheable(self, request):
+    def _cacheable(self, request: HttpRequest) -> bool:
         meta = request.META
         if request.method != "GET" or meta.get("HTTP_COOKIE"):
             return False
@@ -102,7 +107,7 @@ class CachedReadsMiddleware:
 
 
 @functools.lru_cache(maxsize=1024)
-def _resolve(path):
+def _resolve(path: str) -> ResolverMatch | None:
     """Django's resolve() for the most recently asked paths, None for those it does not know (static
     files among them): walking the URL patterns costs as much as a tenth of a cached answer, and they
     do not change while the process serves."""
@@ -112,57 +117,35 @@ def _resolve(path):
         return None
 
 
-def _token_key(request):
+def _token_key(request: HttpRequest) -> str | None:
     """The key of an `Authorization: Token <key>` header (DRF's TokenAuthentication), else None."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     return key if scheme.lower() == "token" and key and " " not in key else None
 
 
-def _reader(request):
+def _reader(request: HttpRequest) -> tuple[Stamp, User | None] | None:
     """(stamp, the token's active owner or None) when the request may be answered from the cache, else None."""
     key = _token_key(request)
     try:
         if key is None:
-            stamp = DatasetVersion.current()
+            stamp = current_stamp()
             return None if stamp is None else (stamp, None)
-        with stamp_cursor() as cursor:
-            cursor.execute(_stamp_and_token_owner_sql(), [key])
-            row = cursor.fetchone()
+        found = stamp_and_token_user(key)
     except DatabaseError:
         return None  # the view reports it, as a 503
-    if row is None or row[1] is None:
+    if found is None or found[1] is None:
         return None  # no stamp row; or an unknown token or inactive user: DRF answers 401
-    stamp, user_id, username = row
-    return stamp, get_user_model()(pk=user_id, username=username, is_active=True)
+    return found
 
 
-def _current_stamp():
+def _current_stamp() -> Stamp | None:
     try:
-        return DatasetVersion.current()
+        return current_stamp()
     except DatabaseError:
         return None
 
 
-def _column(meta, name):
-    return f"{meta.db_table}.{meta.get_field(name).column}"
-
-
-@functools.cache
-def _stamp_and_token_owner_sql():
-    """The stamp and the active owner of a token, in one indexed query: a credentialed cached read
-    costs the same round trip as an anonymous one."""
-    version, token, user = DatasetVersion._meta, Token._meta, get_user_model()._meta
-    return (
-        f"SELECT {_column(version, 'stamp')}, {_column(user, 'id')}, {_column(user, 'username')}"
-        f" FROM {version.db_table}"
-        f" LEFT JOIN {token.db_table} ON {_column(token, 'key')} = %s"
-        f" LEFT JOIN {user.db_table} ON {_column(user, 'id')} = {_column(token, 'user')}"
-        f" AND {_column(user, 'is_active')}"
-        f" WHERE {_column(version, 'id')} = 1"
-    )
-
-
-def _key(request, stamp):
+def _key(request: HttpRequest, stamp: Stamp) -> bytes:
     meta = request.META
     varies = (stamp, request.path_info, meta.get("QUERY_STRING", ""), *(meta.get(name) for name in KEY_ENVIRON))
     return hashlib.sha256(repr(varies).encode()).digest()  # a few bytes, however long the headers
@@ -171,19 +154,19 @@ def _key(request, stamp):
 KEY_BYTES = sys.getsizeof(bytes(32))
 
 
-def _size(entry):
+def _size(entry: Entry) -> int:
     """What an entry and its key take in memory, the objects' own overhead included."""
     content, headers = entry
     texts = [text for pair in headers for text in pair]
     return KEY_BYTES + sum(map(sys.getsizeof, (entry, content, headers, *headers, *texts)))
 
 
-def _reusable(response):
-    vary = {header.lower() for header in cc_delim_re.split(response.get("Vary", "")) if header}
+def _reusable(response: HttpResponseBase) -> TypeGuard[HttpResponse]:
+    vary = {header.strip().lower() for header in response.get("Vary", "").split(",") if header.strip()}
     return (
         response.status_code == 200
         and response.get("Content-Type") == "application/json"
-        and not response.streaming
+        and isinstance(response, HttpResponse)  # not streamed
         and not response.cookies
         and "ETag" in response
         and vary <= {"accept", "cookie"}  # cookie: only requests without any are cached

@@ -1,9 +1,8 @@
-import functools
 import uuid
 from collections import namedtuple
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import connection, models
+from django.db import models
 from django.db.models import Q
 
 from titanic.text import UNPRINTABLE
@@ -102,31 +101,11 @@ class DatasetVersion(models.Model):
 
     Cached responses are keyed by it, so a change is visible to the next read from any worker or
     pod that shares the database. The stamp is random, never a counter: a database restored to an
-    earlier state cannot bring back a stamp whose cached responses describe other data.
+    earlier state cannot bring back a stamp whose cached responses describe other data. It is read
+    by passengers.hot_queries.
     """
 
     stamp = models.UUIDField(default=uuid.uuid4)
 
     def __str__(self):
         return f"dataset stamp {self.stamp}"
-
-    @classmethod
-    def current(cls):
-        """The stamp, in one plain query (prepared on PostgreSQL): every cached read asks, and the ORM
-        would cost more than the query. None if the row is gone (deleted by hand; migrate or flush
-        restores it): nothing can be cached without it."""
-        with stamp_cursor() as cursor:
-            cursor.execute(_current_stamp_sql())
-            row = cursor.fetchone()
-        return row[0] if row else None
-
-
-def stamp_cursor():
-    """A cursor for the queries of the stamp: prepared on PostgreSQL (titanic.postgresql), plain on SQLite."""
-    return connection.prepared_cursor() if hasattr(connection, "prepared_cursor") else connection.cursor()
-
-
-@functools.cache
-def _current_stamp_sql():
-    meta = DatasetVersion._meta
-    return f"SELECT {meta.get_field('stamp').column} FROM {meta.db_table} WHERE {meta.pk.column} = 1"

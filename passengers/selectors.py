@@ -1,13 +1,10 @@
-"""Reads of the passengers: the survival statistics, and one passenger's contract fields."""
+"""Reads of the passengers through the ORM: the survival statistics and the list's contract fields
+(one passenger's: passengers.hot_queries.person_row)."""
 
-import functools
-import uuid
-
-from django.db import connection
 from django.db.models import Count, F, Q
 from django.db.models.functions import Floor
 
-from passengers.models import PERSON_FIELDS, Passenger, PersonRow
+from passengers.models import PERSON_FIELDS
 
 AGE_BAND_YEARS = 10
 
@@ -43,27 +40,6 @@ def survival_stats(*, queryset):
             }
         )
     return stats
-
-
-def person_row(key):
-    """The contract's fields of one passenger, or None, in one plain query: GET /people/{uuid}
-    is the hottest lookup and the ORM's query building cost more than the query itself."""
-    try:
-        key = uuid.UUID(key)
-    except ValueError:
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(_person_row_sql(), [Passenger._meta.pk.get_db_prep_value(key, connection)])
-        row = cursor.fetchone()
-    return None if row is None else PersonRow._make((key, *row))
-
-
-@functools.cache
-def _person_row_sql():
-    meta = Passenger._meta
-    column = {field.name: field.column for field in meta.concrete_fields if field.column}
-    columns = ", ".join(column[name] for name in PERSON_FIELDS[1:])
-    return f"SELECT {columns} FROM {meta.db_table} WHERE {column['uuid']} = %s"
 
 
 def person_rows(*, queryset):

@@ -6,8 +6,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from passengers.filters import PassengerFilter
+from passengers.hot_queries import person_row
 from passengers.models import Passenger
-from passengers.selectors import person_row, person_rows, survival_stats
+from passengers.selectors import person_rows, survival_stats
 from passengers.serializers import PassengerSerializer, StatsSerializer, person
 from titanic.api.pagination import OptInLimitOffsetPagination
 from titanic.idempotency.views import IDEMPOTENCY_KEY_PARAMETERS, IdempotentWritesMixin

@@ -4,8 +4,10 @@ TITANIC_COMMIT), and a checkout reports the package version and an unknown commi
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -53,3 +55,11 @@ def test_the_dockerfile_bakes_the_build_arguments_in(arg, env):
     text = (REPO / "docker/Dockerfile").read_text()
     runtime = text.split("AS runtime", 1)[1]
     assert f"ARG {arg}=" in runtime and f"{env}=${{{arg}}}" in runtime
+
+
+def test_the_version_is_set_in_titanic_and_quoted_alike_elsewhere():
+    """titanic.__version__ is the version; pyproject.toml and the README's example of GET / repeat it."""
+    from titanic import __version__
+
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"] == __version__
+    assert re.findall(r'"version": "([^"]*)"', (REPO / "README.md").read_text()) == [__version__]

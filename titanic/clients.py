@@ -1,9 +1,10 @@
 import ipaddress
 
 from django.conf import settings
+from django.http import HttpRequest
 
 
-def client_ip(request):
+def client_ip(request: HttpRequest) -> str | None:
     """The client's address, for the login lockout and the throttles; None if there is no usable one.
 
     With TITANIC_TRUSTED_PROXIES = n proxies in front (each appends the peer it saw to
@@ -20,7 +21,7 @@ def client_ip(request):
     return _ip_address(request.META.get("REMOTE_ADDR", ""))
 
 
-def _ip_address(text):
+def _ip_address(text: str) -> str | None:
     """The address in its canonical form, or None for anything PostgreSQL's inet type would not take
     as one (a name, a port, an IPv6 zone): the lockout stores it in such a column."""
     try:

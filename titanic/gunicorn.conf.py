@@ -48,7 +48,8 @@ secure_scheme_headers: dict[str, str] = {}
 forwarder_headers = ""
 accesslog = None  # titanic.middleware.RequestLogMiddleware writes one line per request
 # Nothing in the log formats uses the calling thread, process or source line: no record collects them
-# (the Python logging HOWTO, "Optimization").
+# (the Python logging HOWTO, "Optimization"). Measured: 77,000 fewer instructions per cached read, about
+# 6 % of one (docs/performance.md, "The request log").
 logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 logging._srcfile = None
 logconfig_dict = logging_config(os.environ.get("LOG_FORMAT", "text"), os.environ.get("LOG_LEVEL", "INFO"))

@@ -7,26 +7,30 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.http import JsonResponse
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.cache import patch_cache_control
 
 from titanic.logging import request_id_var
 
 logger = logging.getLogger("titanic.request")
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
 
 class RequestLogMiddleware:
     """Gives each request an id (X-Request-ID when well-formed, else a new one) and logs one line for it."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
@@ -61,10 +65,10 @@ class RequestBodyMiddleware:
     bytes into text (415): the codecs that are not text encodings (base64, rot13, zlib, ...) and idna,
     punycode and undefined, on which Django's multipart parser and DRF's form parser raise (a 500)."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         try:
             length = int(request.headers.get("content-length") or 0)
         except ValueError:
@@ -81,7 +85,7 @@ class RequestBodyMiddleware:
 
 
 @functools.lru_cache(maxsize=64)
-def _decodes_text(charset):
+def _decodes_text(charset: str) -> bool:
     try:
         "".encode(charset)  # LookupError for a codec that is not a text encoding
         # idna, punycode and undefined ignore the error handler: each byte value once is enough to raise.
@@ -98,10 +102,10 @@ class KnownMethodsMiddleware:
     METHODS = frozenset(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     ALLOW = ", ".join(sorted(METHODS))
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if request.method in self.METHODS:
             return self.get_response(request)
         response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
@@ -113,10 +117,10 @@ class PrivateCacheControlMiddleware:
     """Cache-Control: private on every answer to a request with credentials (a token or any cookie),
     cached or rendered, so that no shared cache between the client and the service keeps it."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         if request.headers.get("authorization") or request.headers.get("cookie"):
             patch_cache_control(response, private=True)
@@ -130,13 +134,13 @@ class InternalEndpointsMiddleware:
     SECURE_SSL_REDIRECT would otherwise turn into 400s and 301s.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         from titanic.probes import internal_views
 
         self.get_response = get_response
         self.views = internal_views()
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         view = self.views.get(request.path_info)
         return view(request) if view else self.get_response(request)
 
@@ -155,12 +159,12 @@ class DatabaseDeadlineMiddleware:
 
     POLL_SECONDS = 0.25  # how late past its deadline a request may be cut
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         if not settings.DATABASE_REQUEST_TIMEOUT:
             raise MiddlewareNotUsed("DATABASE_REQUEST_TIMEOUT is 0")
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         _watchdog.ensure_running(self.POLL_SECONDS)
         entry = (time.monotonic() + settings.DATABASE_REQUEST_TIMEOUT, connections[DEFAULT_DB_ALIAS])
         thread = threading.get_ident()
@@ -174,17 +178,17 @@ class DatabaseDeadlineMiddleware:
 
 
 class _Watchdog:
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.requests = {}  # thread id -> (deadline, that thread's DatabaseWrapper)
-        self.pid = None
+        self.requests: dict[int, tuple[float, BaseDatabaseWrapper]] = {}  # thread id -> (deadline, its connection)
+        self.pid: int | None = None
 
-    def ensure_running(self, interval):
+    def ensure_running(self, interval: float) -> None:
         if self.pid != os.getpid():  # once per process, after gunicorn's fork
             self.pid = os.getpid()
             threading.Thread(target=self._watch, args=(interval,), name="db-deadline", daemon=True).start()
 
-    def _watch(self, interval):
+    def _watch(self, interval: float) -> None:
         while True:
             time.sleep(interval)
             now = time.monotonic()
@@ -195,7 +199,7 @@ class _Watchdog:
                         _shut_down(wrapper.connection)
 
 
-def _shut_down(database_connection):
+def _shut_down(database_connection: Any) -> None:
     """Shut down a psycopg connection's socket (not close: the fd stays the connection's own)."""
     if database_connection is None or not hasattr(database_connection, "fileno") or database_connection.closed:
         return

@@ -7,10 +7,14 @@ from rest_framework.routers import SimpleRouter
 from passengers.views import PassengerViewSet
 from titanic.views import OfflineRedocView, welcome
 
+admin.site.site_header = admin.site.site_title = f"Titanic API {settings.TITANIC_VERSION}"
+admin.site.index_title = "Titanic API administration"
+
 router = SimpleRouter()
 router.trailing_slash = "/?"  # the contract's paths work with and without a trailing slash
 router.register("people", PassengerViewSet, basename="people")
 
+# What answers a request before and after these URLs, layer by layer: docs/architecture.md.
 urlpatterns = [
     path("", welcome, name="welcome"),
     path("", include(router.urls)),

@@ -17,6 +17,7 @@ from rest_framework.reverse import reverse
 
 @extend_schema(
     summary="Welcome",
+    tags=["service"],
     responses=inline_serializer(
         "Welcome",
         {

@@ -4,6 +4,7 @@ import json
 import uuid
 
 import pytest
+from django.http import HttpResponse
 from django.test import override_settings
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -11,6 +12,7 @@ from passengers.models import CONTRACT_FIELDS, Passenger
 from passengers.serializers import PassengerSerializer
 from passengers.tests.factories import PassengerFactory
 from tests.example import person_body
+from titanic import __version__
 
 pytestmark = pytest.mark.django_db
 
@@ -154,7 +156,7 @@ def test_json_is_the_default_for_any_other_client(api_client, passenger):
 def test_welcome(api_client):
     data = body(api_client.get("/"))
     assert data["message"] == "Welcome to the Titanic API"
-    assert data["version"] == "1.0.0"
+    assert data["version"] == __version__
     assert data["docs"].endswith("/api/docs/") and data["people"].endswith("/people")
 
 
@@ -634,13 +636,13 @@ def test_the_response_cache_counts_what_its_entries_take_in_memory(api_client, p
     from passengers.middleware import CachedReadsMiddleware
 
     response = api_client.get(f"/people/{passenger.uuid}")  # a small entry: the overhead weighs most
-    responses = CachedReadsMiddleware(lambda request: None).responses
+    responses = CachedReadsMiddleware(lambda request: HttpResponse()).responses
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for number in range(2000):  # new objects each time, as every rendered response has
             headers = [(name.encode().decode(), value.encode().decode()) for name, value in response.items()]
-            responses[number, number.to_bytes(32, "big")] = (bytes(bytearray(response.content)), headers)
+            responses[number.to_bytes(32, "big")] = (bytes(bytearray(response.content)), headers)
         taken = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()

@@ -15,7 +15,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from passengers.csv_import import CSV_HEADER, InvalidCSV, load_passengers_csv
-from passengers.models import NAME_RULE, DatasetVersion, Passenger
+from passengers.hot_queries import current_stamp
+from passengers.models import NAME_RULE, Passenger
 from passengers.tests.factories import PassengerFactory
 
 REAL_CSV = settings.BASE_DIR / "fixtures" / "titanic.csv"
@@ -44,7 +45,7 @@ def write_csv(directory, rows, *, header=HEADER, newline="\r\n", final_newline=T
 def snapshot():
     """Every stored value of every passenger, plus the dataset version: "exactly as it was"."""
     fields = [field.attname for field in Passenger._meta.concrete_fields]
-    return list(Passenger.objects.order_by("uuid").values_list(*fields)), DatasetVersion.current()
+    return list(Passenger.objects.order_by("uuid").values_list(*fields)), current_stamp()
 
 
 # --- the real file ---------------------------------------------------------------------------

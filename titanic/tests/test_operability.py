@@ -26,6 +26,16 @@ def test_health_and_ready(client):
     assert ready.json() == {"status": "ok", "checks": {"Migrations": "ok"}}
 
 
+@pytest.mark.django_db
+def test_health_answers_with_the_headers_of_ready_and_only_to_safe_methods(client):
+    health, ready = client.get("/health"), client.get("/ready")
+    for header in ["Content-Type", "Cache-Control", "Vary", "Expires"]:
+        assert health.has_header(header), header
+        assert health[header] == ready[header] or header == "Expires", header
+    assert client.head("/health").status_code == 200
+    assert client.post("/health").status_code == 405
+
+
 @pytest.fixture
 def unproven_pod():
     """The pod's readiness as at its start: not yet seen its database at the latest migration."""
