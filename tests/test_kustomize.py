@@ -13,6 +13,7 @@ import runpy
 import subprocess
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -151,9 +152,15 @@ def settings_the_app_reads():
     return names
 
 
+def first_group(pattern, text, flags=0):
+    found = re.search(pattern, text, flags)
+    assert found, f"not found: {pattern}"
+    return found.group(1)
+
+
 def library_reads(name):
     module = __import__(LIBRARY_SETTINGS[name])
-    source = "".join(p.read_text() for p in Path(module.__file__).parent.rglob("*.py"))
+    source = "".join(p.read_text() for p in Path(str(module.__file__)).parent.rglob("*.py"))
     return f'"{name}"' in source or f"'{name}'" in source
 
 
@@ -807,7 +814,7 @@ def minor(version):
 def test_every_controller_supports_the_clusters_kubernetes(overlay):
     only_for(EKS, overlay)
     variables = (REPO / "terraform" / "variables.tf").read_text()
-    cluster = re.search(r'variable "kubernetes_version" \{.*?default\s*=\s*"([\d.]+)"', variables, re.DOTALL).group(1)
+    cluster = first_group(r'variable "kubernetes_version" \{.*?default\s*=\s*"([\d.]+)"', variables, re.DOTALL)
     assert minor(cluster) == minor(KUBERNETES_VERSION)
     releases = helm_releases(overlay)
     assert set(KUBERNETES_SUPPORT) == set(releases)
@@ -823,7 +830,7 @@ def test_karpenter_fits_the_managed_node_group(overlay):
     only_for(EKS, overlay)
     values = helm_releases(overlay)["karpenter"][2]
     tfvars = (REPO / "terraform" / "envs" / f"{overlay}.tfvars").read_text()
-    minimum = int(re.search(r"^node_min_size\s*=\s*(\d+)", tfvars, re.MULTILINE).group(1))
+    minimum = int(first_group(r"^node_min_size\s*=\s*(\d+)", tfvars, re.MULTILINE))
     assert 1 <= values["replicas"] <= minimum, (values["replicas"], minimum)
     assert values["dnsPolicy"] == "Default"
 
@@ -846,7 +853,7 @@ def test_the_controllers_service_accounts_have_pod_identities(overlay):
     assert re.search(
         r"namespace\s*=\s*local\.app_namespace\s*\n\s*service_account\s*=\s*each\.value\.service_account", terraform
     )
-    db_users = re.search(r"db_users = \{(.*?)\n  \}", terraform, re.DOTALL).group(1)
+    db_users = first_group(r"db_users = \{(.*?)\n  \}", terraform, re.DOTALL)
     found |= {("{app}", sa) for sa in re.findall(r'service_account\s*=\s*"([^"]+)"', db_users)}
     assert wanted <= found, f"no Pod Identity association in terraform/ for {wanted - found}"
 
@@ -860,7 +867,7 @@ def kubectl_run_pod():
     labels = dict(pair.split("=") for pair in run[run.index("--labels") + 1].split(","))
     name = run[2]
     container = {"name": name, "image": "titanic-api:" + "0" * 40, "stdin": True, "stdinOnce": True}
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}}
+    pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}}
     pod["spec"] = {"containers": [container], "restartPolicy": "Never"}
     overrides = json.loads((BOOTSTRAP / "dbroles-pod.json").read_text())
     for key, value in overrides["spec"].items():
