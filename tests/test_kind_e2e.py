@@ -223,7 +223,7 @@ def test_kind_e2e_waits_only_for_conditions_the_objects_reach():
 
 
 def test_the_reachability_rules_catch_a_load_balancer_service():
-    """Without the EnvoyProxy (the state before issue 24) the Gateway is never Programmed on kind."""
+    """Without the EnvoyProxy the Gateway is never Programmed on kind: it has no LoadBalancer implementation."""
     rendered = local_objects()
     script = script_text()
     without_proxy = [o for o in rendered if o["kind"] != "EnvoyProxy"]

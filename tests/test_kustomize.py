@@ -57,8 +57,6 @@ PUBLIC_URLS = ["/", "/people", "/people/", "/api/docs/", "/api/schema/", "/api/r
 PRIVATE_URLS = ["/metrics", "/metrics/", "/health", "/ready"]
 # Settings read by a library rather than titanic/*.py: name -> the module whose source reads it.
 LIBRARY_SETTINGS = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client"}
-# Settings agreed in the team's interfaces (RDS IAM database authentication, issue 25) that the app
-# reads once that work is merged; until then their absence from titanic/*.py is an expected failure.
 
 pytestmark = [pytest.mark.infra, pytest.mark.parametrize("overlay", OVERLAYS)]
 
@@ -729,8 +727,6 @@ HELM_SERVICE_ACCOUNTS = {
     "external-secrets": ("external-secrets", "external-secrets"),
     "external-dns": ("external-dns", "external-dns"),
 }
-# Associations agreed in the team's interfaces (issue 25: the app's identities; issue 24: ExternalDNS)
-# that the Terraform side adds; until that is merged their absence is an expected failure.
 
 
 def test_every_controller_is_installed_pinned_with_existing_values(overlay):

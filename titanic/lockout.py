@@ -1,4 +1,4 @@
-"""The login lockout's rules beyond django-axes' settings (settings.AXES_*; README, "Login lockout"):
+"""The login lockout's rules beyond django-axes' settings (settings.AXES_*; docs/operations.md, "Login lockout"):
 what a successful login clears, over-long usernames, and a log line for every failure."""
 
 import logging

@@ -136,7 +136,7 @@ AUTHENTICATION_BACKENDS = [
 # Login lockout (admin and browsable-API login; API tokens are not passwords and are not
 # counted): after AXES_FAILURE_LIMIT failures for one username, or from one client address,
 # further attempts are refused with 429 for DJANGO_LOGIN_LOCKOUT_HOURS. Attempts live in the
-# database, so every pod sees them. How an operator unlocks: README, "Unlocking a login".
+# database, so every pod sees them. How an operator unlocks: docs/operations.md, "Unlocking a login".
 AXES_ENABLED = env.bool("DJANGO_AXES_ENABLED", default=True)
 AXES_FAILURE_LIMIT = env.int("DJANGO_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("DJANGO_LOGIN_LOCKOUT_HOURS", default=1.0)
@@ -146,7 +146,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # titanic.lockout clears only the failures recorded against the username that logged in.
 AXES_RESET_ON_SUCCESS = False
 # A refused attempt while locked out is still a failure: it restarts the cool-off, so a client that
-# keeps guessing stays locked out (axes' default, stated because the README relies on it).
+# keeps guessing stays locked out (axes' default, stated because docs/operations.md relies on it).
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
 AXES_CLIENT_IP_CALLABLE = "titanic.clients.client_ip"
 # Proxies in front of the app that append the peer they saw to X-Forwarded-For (the ALB: 1): the
