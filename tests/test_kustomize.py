@@ -555,7 +555,7 @@ def ingress_routes(ingress, url):
                 return True
             if kind == "Prefix":
                 prefix = path.rstrip("/")
-                if prefix == "" or url == prefix or url.startswith(prefix + "/"):
+                if prefix in ("", url) or url.startswith(prefix + "/"):
                     return True
             if kind == "ImplementationSpecific":
                 return True  # the ALB reads it as a glob: refuse to reason about it

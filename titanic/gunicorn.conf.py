@@ -9,7 +9,7 @@ import shutil
 
 # Prometheus multiprocess mode: every worker writes its samples here and /metrics merges them.
 # Set before prometheus_client is imported: it picks its storage at import time.
-metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/prometheus-multiproc")
+metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/prometheus-multiproc")  # noqa: S108 (the pod's own emptyDir)
 
 from prometheus_client import multiprocess  # noqa: E402
 
@@ -23,7 +23,7 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # gthread still keeps idle keep-alive connections without holding the thread.
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 worker_class = "gthread"
-worker_tmp_dir = "/dev/shm"
+worker_tmp_dir = "/dev/shm"  # noqa: S108 (heartbeat files in memory; the root filesystem is read-only)
 timeout = 30
 # Must be less than the pod's terminationGracePeriodSeconds (50) minus its preStop sleep (25);
 # the chain is in kustomize/README.md and tests/test_kustomize.py checks it.

@@ -218,7 +218,7 @@ def _principal_matches(statement: Mapping, principal_type: str, principal: str) 
     declared = statement.get("Principal", {})
     if declared == "*":
         return True
-    return any(p == "*" or p == principal for p in _listify(declared.get(principal_type, [])))
+    return any(p in ("*", principal) for p in _listify(declared.get(principal_type, [])))
 
 
 def trust_allows(trust_policy: Document, principal_type: str, principal: str, action: str, context: Context) -> bool:
@@ -308,9 +308,9 @@ def condition_keys(action: str, arn: str) -> set[str]:
     service, privilege = _privilege(action)
     kind = resource_type(arn) if arn != "*" else None
     keys = set()
-    for name, entry in privilege["resource_types"].items():
-        name = name.rstrip("*")
-        if name == "" or name == kind:
+    for declared_name, entry in privilege["resource_types"].items():
+        name = declared_name.rstrip("*")
+        if name in ("", kind):
             keys |= set(entry["condition_keys"])
         if name and name == kind:
             keys |= set(iam_definition[service]["resources"][name]["condition_keys"])
