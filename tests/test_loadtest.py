@@ -238,7 +238,7 @@ def test_the_deploy_load_tests_dev_gently_and_prod_only_when_asked():
     deployed = next(i for i, step in enumerate(steps) if 'scripts/deploy "$ENVIRONMENT"' in step.get("run", ""))
     load = next(i for i, step in enumerate(steps) if step.get("run", "").startswith("make loadtest"))
     assert deployed < load, names
-    assert steps[load]["if"] == "inputs.load-test"
+    assert steps[load]["if"] == "inputs.load-test && steps.dns.outputs.resolved == 'true'"  # DNS: the step before
     assert steps[load]["env"]["LOADTEST_PROFILE"] == "gentle" and "URL=" in steps[load]["run"]
     assert PROFILES["gentle"].thresholds is None  # with a URL: the deployment set
     summary = steps[load + 1]
