@@ -22,6 +22,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 # What this build is: docker/Dockerfile bakes both in from its build arguments (a vX.Y.Z tag's
 # version, the commit SHA); a checkout reports the package version and an unknown commit.
 TITANIC_VERSION = env("TITANIC_VERSION", default=__version__)
+TITANIC_SERVICE_NAME = f"Titanic API {TITANIC_VERSION}"  # on the browsable API, its login and the admin
 TITANIC_COMMIT = env("TITANIC_COMMIT", default="unknown")
 TITANIC_ANONYMOUS_WRITES = env.bool("TITANIC_ANONYMOUS_WRITES", default=False)
 TITANIC_MAX_BODY_BYTES = env.int("TITANIC_MAX_BODY_BYTES", default=64 * 1024)

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
@@ -7,7 +8,7 @@ from rest_framework.routers import SimpleRouter
 from passengers.views import PassengerViewSet
 from titanic.views import OfflineRedocView, welcome
 
-admin.site.site_header = admin.site.site_title = f"Titanic API {settings.TITANIC_VERSION}"
+admin.site.site_header = admin.site.site_title = settings.TITANIC_SERVICE_NAME
 admin.site.index_title = "Titanic API administration"
 
 router = SimpleRouter()
@@ -25,6 +26,13 @@ urlpatterns = [
         name="swagger-ui",
     ),
     path("api/redoc/", OfflineRedocView.as_view(url_name="schema"), name="redoc"),
+    # DRF's login view and URL, with the service's name on the page.
+    path(
+        "api-auth/login/",
+        LoginView.as_view(
+            template_name="titanic/api_login.html", extra_context={"service_name": settings.TITANIC_SERVICE_NAME}
+        ),
+    ),
     path("api-auth/", include("rest_framework.urls")),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -13,5 +13,5 @@ class BrowsableAPIRenderer(renderers.BrowsableAPIRenderer):
     def get_context(self, *args, **kwargs):
         context = super().get_context(*args, **kwargs)
         context["code_style"] = None
-        context["service_name"] = f"Titanic API {settings.TITANIC_VERSION}"
+        context["service_name"] = settings.TITANIC_SERVICE_NAME
         return context

@@ -6,6 +6,7 @@ import pytest
 from django.conf import settings
 
 NAME = f"Titanic API {settings.TITANIC_VERSION}"
+LOGIN = "/api-auth/login/"
 
 pytestmark = pytest.mark.django_db
 
@@ -35,3 +36,13 @@ def test_the_admin_names_the_service(client, admin_client):
 def test_swagger_ui_lists_the_root_under_a_named_tag(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     assert schema["paths"]["/"]["get"]["tags"] == ["service"]
+
+
+def test_the_browsable_apis_login_names_the_service(client, django_user_model):
+    html = client.get(LOGIN).content.decode()
+    assert _title(html) == f"Log in \N{EN DASH} {NAME}"
+    assert f">{NAME}</h3>" in html
+    assert "Django REST framework" not in html
+    django_user_model.objects.create_user("reader", password="a-long-password")
+    response = client.post(LOGIN, {"username": "reader", "password": "a-long-password", "next": "/people"})
+    assert (response.status_code, response["Location"]) == (302, "/people")
