@@ -130,7 +130,7 @@ def test_the_browsable_api_renders_the_passengers(page, live_server, few_passeng
 
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/html")
-    expect(page).to_have_title("Passenger List \u2013 Django REST framework")
+    expect(page).to_have_title(f"Passenger List \u2013 {settings.TITANIC_SERVICE_NAME}")
     expect(page.locator(".page-header h1")).to_have_text("Passenger List")
     expect(page.locator(".response-info")).to_contain_text('"name": "Mr. Owen Harris Braund"')
     expect(page.locator(".response-info")).to_contain_text('"fare": 7.925')
@@ -233,7 +233,7 @@ def test_the_admin_login_page_and_logging_in(page, live_server, django_user_mode
 
     expect(page.locator("#site-name")).to_be_visible()
     assert urlsplit(page.url).path == "/admin/"
-    expect(page.locator("#content h1")).to_have_text("Site administration")
+    expect(page.locator("#content h1")).to_have_text("Titanic API administration")
     expect(page.locator("#content-main a[href$='/passengers/passenger/']").first).to_be_visible()
     page.screenshot(path=screenshots / "admin-index.png")
     assert_all_served_locally(page, live_server)
